@@ -2,6 +2,18 @@
 
 __version__ = "0.1.0"
 
+from .deep_nmf import DeepNMF, DiscriminativeNMF
+from .metrics import magnitude_sdr, make_sdr_scorer, sdr, sdr_scorer, si_sdr
 from .sparse_nmf import SparseNMF
 
-__all__ = ["SparseNMF", "__version__"]
+__all__ = [
+    "DeepNMF",
+    "DiscriminativeNMF",
+    "SparseNMF",
+    "magnitude_sdr",
+    "make_sdr_scorer",
+    "sdr",
+    "sdr_scorer",
+    "si_sdr",
+    "__version__",
+]

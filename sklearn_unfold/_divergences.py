@@ -62,8 +62,8 @@ def mm_exponent(beta):
     return 1.0
 
 
-def beta_divergence(X, Y, beta):
-    """Dense beta-divergence ``D_beta(X | Y)`` summed over all entries.
+def beta_divergence(X, Y, beta, axis=None):
+    """Dense beta-divergence ``D_beta(X | Y)`` summed over all entries (or an axis).
 
     ``D_2`` is half the squared Euclidean distance, ``D_1`` the generalized
     Kullback-Leibler divergence, ``D_0`` the Itakura-Saito divergence
@@ -76,28 +76,36 @@ def beta_divergence(X, Y, beta):
     Y : ndarray of the same shape
         Model, non-negative.
     beta : float
+    axis : int, default=None
+        Sum over this axis only (e.g. ``axis=0`` gives one value per frame of
+        an (n_features, n_frames) array); None sums everything.
 
     Returns
     -------
-    divergence : float
+    divergence : float, or ndarray when ``axis`` is given
     """
     eps = eps_for(np.result_type(X, Y, np.float32))
     if beta == 2:
         diff = X - Y
-        return 0.5 * float(np.vdot(diff, diff))
+        if axis is None:
+            return 0.5 * float(np.vdot(diff, diff))
+        diff *= diff
+        return 0.5 * diff.sum(axis=axis)
     Y = np.maximum(Y, eps)
     if beta == 1:
         # x log(x / y) with the convention 0 log 0 = 0.
         with np.errstate(divide="ignore", invalid="ignore"):
-            xlog = np.where(X > 0, X * np.log(X / Y), 0.0)
-        return float(np.sum(xlog - X + Y))
-    if beta == 0:
+            elementwise = np.where(X > 0, X * np.log(X / Y), 0.0)
+        elementwise += Y - X
+    elif beta == 0:
         ratio = np.maximum(X, eps) / Y
-        return float(np.sum(ratio - np.log(ratio) - 1.0))
-    return float(
-        np.sum(X**beta + (beta - 1.0) * Y**beta - beta * X * Y ** (beta - 1.0))
-        / (beta * (beta - 1.0))
-    )
+        elementwise = ratio - np.log(ratio) - 1.0
+    else:
+        elementwise = (X**beta + (beta - 1.0) * Y**beta - beta * X * Y ** (beta - 1.0)) / (
+            beta * (beta - 1.0)
+        )
+    total = elementwise.sum(axis=axis)
+    return float(total) if axis is None else total
 
 
 def beta_divergence_grad_parts(X, Y, beta):

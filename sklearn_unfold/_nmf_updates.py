@@ -173,6 +173,45 @@ def sparse_nmf_objective(M, Lam, H, beta, mu):
     return beta_divergence(M, Lam, beta) + mu * float(H.sum())
 
 
+def infer_activations(M, W, H, *, beta, mu, max_iter, tol):
+    """Activation updates with the bases frozen, each frame stopping on its own.
+
+    A frame stops when one iteration lowers *its* objective by at most
+    ``tol`` times its value, so its result does not depend on the other
+    frames it is processed with (a global stopping rule would make it).
+    Only frames still running are updated.
+
+    Returns
+    -------
+    H : ndarray of shape (n_components, n_frames)
+    n_iter : int
+        Iterations until the last frame stopped.
+    loss_curve : list of float
+        Objective summed over frames, at the start and after each iteration.
+    """
+    eps = eps_for(M.dtype)
+    exponent = mm_exponent(beta)
+    W_colsum = W.sum(axis=0)
+    H = H.copy()
+    per_frame = beta_divergence(M, model(W, H, eps), beta, axis=0) + mu * H.sum(axis=0)
+    loss_curve = [float(per_frame.sum())]
+    running = np.arange(M.shape[1])
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        M_run, H_run = M[:, running], H[:, running]
+        H_run = update_activations(M_run, W, H_run, beta, mu, exponent=exponent, W_colsum=W_colsum)
+        new = beta_divergence(M_run, model(W, H_run, eps), beta, axis=0) + mu * H_run.sum(axis=0)
+        H[:, running] = H_run
+        old = per_frame[running]
+        per_frame[running] = new
+        loss_curve.append(float(per_frame.sum()))
+        if tol > 0:
+            running = running[old - new > tol * np.abs(new)]
+            if running.size == 0:
+                break
+    return H, n_iter, loss_curve
+
+
 def fit_sparse_nmf(
     M,
     W,
@@ -203,8 +242,8 @@ def fit_sparse_nmf(
     beta, mu : float
     max_iter : int
     tol : float
-        Stop when the objective's decrease over one iteration, relative to the
-        objective at the start, is below ``tol``.
+        Stop when one iteration lowers the objective by at most ``tol`` times
+        its current value.
     update_W : bool, default=True
         False freezes the bases (inference only).
 

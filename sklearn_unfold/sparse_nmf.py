@@ -11,7 +11,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from ._divergences import _BETA_LOSS_NAMES, beta_loss_to_float, eps_for
-from ._nmf_updates import fit_sparse_nmf, initial_activations, normalize_columns
+from ._nmf_updates import fit_sparse_nmf, infer_activations, initial_activations, normalize_columns
 
 
 def check_nmf_input(X, beta, whom):
@@ -85,14 +85,14 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
     max_iter : int, default=200
         Maximum number of iterations, in fit and in transform.
     tol : float, default=1e-4
-        Stop when one iteration lowers the objective by less than ``tol``
-        times its starting value.
+        Stop when one iteration lowers the objective by at most ``tol`` times
+        its current value; in transform each frame stops on its own.
     init : {'exemplar', 'random'}, default='exemplar'
         Starting bases: random frames of X (as the paper does) or uniform noise.
     random_state : int, RandomState instance or None, default=None
         Seeds the initialization. An int gives bit-identical results.
     verbose : int, default=0
-        Print the objective every 10 iterations.
+        Print the objective after the first and every 10th iteration of fit.
 
     Attributes
     ----------
@@ -258,7 +258,7 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         M = X.T
         W = self.components_.T.astype(X.dtype, copy=False)
         H = initial_activations(M, W)
-        _, H, _, _ = fit_sparse_nmf(
+        H, _, _ = infer_activations(
             M,
             W,
             H,
@@ -266,7 +266,6 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             mu=float(self.sparsity),
             max_iter=self.max_iter,
             tol=self.tol,
-            update_W=False,
         )
         return np.ascontiguousarray(H.T)
 

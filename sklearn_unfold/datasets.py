@@ -1,0 +1,611 @@
+"""Real recorded speech and noise from Debian packages, and the benchmark mixtures.
+
+Two Debian packages hold real 8 kHz, 16-bit mono recordings (CC-BY-SA 3.0):
+
+- ``asterisk-core-sounds-en-wav``: English telephony prompts spoken by one
+  female speaker (Allison Smith), about 25 minutes;
+- ``asterisk-moh-opsound-wav``: five music-on-hold tracks (Opsound artists),
+  used as non-stationary noise.
+
+:func:`fetch_asterisk_audio` downloads them once with ``apt-get download``
+(no root needed) and unpacks them with ``dpkg -x`` into a cache directory;
+everything else works offline from that cache.
+
+Benchmark protocol (fixed; other code compares against it)
+----------------------------------------------------------
+- Speech: every WAV of the ``en_US_f_Allison`` tree (recursive) lasting at
+  least 1 s. An utterance with relative path ``p`` (forward slashes, e.g.
+  ``"digits/1.wav"``) is a *test* utterance when
+  ``zlib.crc32(p.encode()) % 5 == 0`` and a *training* one otherwise.
+- Noise: training = the four tracks other than ``reno_project-system.wav``;
+  test = ``reno_project-system.wav``, unseen in training.
+- Mixtures (:func:`make_mixtures`): each chosen utterance at every input SNR
+  in ``{-6, -3, 0, 3, 6, 9}`` dB, mixed with a random excerpt of a noise track
+  scaled to that SNR over the utterance (:func:`sklearn_unfold.audio.mix_at_snr`).
+  The test set is 40 test utterances (seeded choice, ``random_state=0``)
+  against the test track.
+
+The speech tree also holds ``silence/1.wav`` ... ``silence/10.wav``: 1 to 10 s
+of near-silence (peak 2 / 32768). They are not utterances (no speech, so no
+SDR can be measured on them) and are left out: 299 training and 64 test
+utterances remain.
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import zlib
+from dataclasses import dataclass
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+from scipy.io import wavfile
+from sklearn.utils._param_validation import Interval, Real, StrOptions, validate_params
+
+from .audio import SAMPLE_RATE, mix_at_snr, n_stft_frames, stack_context, stft
+
+__all__ = [
+    "DEFAULT_SNRS",
+    "NOISE_PACKAGE",
+    "SPEECH_PACKAGE",
+    "TEST_NOISE",
+    "DataFetchError",
+    "Mixture",
+    "fetch_asterisk_audio",
+    "get_data_home",
+    "load_noise",
+    "load_utterances",
+    "make_mixtures",
+    "make_separation_features",
+]
+
+SPEECH_PACKAGE = "asterisk-core-sounds-en-wav"
+NOISE_PACKAGE = "asterisk-moh-opsound-wav"
+TEST_NOISE = "reno_project-system.wav"
+DEFAULT_SNRS = (-6, -3, 0, 3, 6, 9)
+
+# Layout of the cache, relative to the data home (the same layout as
+# shared/data/fetch_asterisk_audio.sh): one `dpkg -x` tree per package.
+_AUDIO_DIRS = {
+    SPEECH_PACKAGE: Path("unpacked", SPEECH_PACKAGE, "usr/share/asterisk/sounds/en_US_f_Allison"),
+    NOISE_PACKAGE: Path("unpacked", NOISE_PACKAGE, "usr/share/asterisk/moh"),
+}
+_ENV_VAR = "SKLEARN_UNFOLD_DATA"
+_APT_TIMEOUT_S = 900
+
+
+class DataFetchError(OSError):
+    """The audio packages are not cached and could not be fetched."""
+
+
+# --------------------------------------------------------------------------
+# Cache location and fetching
+# --------------------------------------------------------------------------
+
+
+def get_data_home(data_home=None):
+    """Directory of the audio cache.
+
+    Parameters
+    ----------
+    data_home : str or path-like, default=None
+        Explicit location. When None, the environment variable
+        ``SKLEARN_UNFOLD_DATA`` is used if set, else
+        ``~/.cache/sklearn_unfold/asterisk``.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The directory (``~`` expanded); it may not exist yet.
+    """
+    if data_home is None:
+        data_home = (
+            os.environ.get(_ENV_VAR) or Path.home() / ".cache" / "sklearn_unfold" / "asterisk"
+        )
+    return Path(data_home).expanduser()
+
+
+def _manual_instructions(root):
+    return (
+        f"The audio comes from the Debian packages {SPEECH_PACKAGE} and {NOISE_PACKAGE}. "
+        "To install them by hand on Debian/Ubuntu (no root needed for the download; "
+        "run `apt-get update` first if apt does not know them):\n"
+        f'    cd "$(mktemp -d)" && apt-get download {SPEECH_PACKAGE} {NOISE_PACKAGE}\n'
+        f"    dpkg -x {SPEECH_PACKAGE}_*.deb {root / 'unpacked' / SPEECH_PACKAGE}\n"
+        f"    dpkg -x {NOISE_PACKAGE}_*.deb {root / 'unpacked' / NOISE_PACKAGE}\n"
+        f"or pass data_home= (or set {_ENV_VAR}) to a directory laid out that way."
+    )
+
+
+def _is_cached(root, package):
+    return (root / _AUDIO_DIRS[package]).is_dir()
+
+
+def _run(cmd, *, cwd=None, verbose=False):
+    """Run a command, capturing its output; a timeout reads as a failure."""
+    if verbose:
+        print("[fetch_asterisk_audio] $ " + " ".join(map(str, cmd)))
+    try:
+        return subprocess.run(
+            [str(c) for c in cmd],
+            check=False,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=_APT_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        return subprocess.CompletedProcess(exc.cmd, 124, "", f"timed out after {exc.timeout} s")
+
+
+def _tail(completed):
+    text = (completed.stderr or "") + (completed.stdout or "")
+    return text.strip()[-800:]
+
+
+def _apt_download(apt_get, packages, workdir, root, verbose):
+    """``apt-get download`` the packages into ``workdir``; return their .deb paths.
+
+    When the system's package lists do not know the packages (e.g. a fresh
+    container that never ran ``apt-get update``), retry with private package
+    lists under ``workdir``, which a normal user may update.
+    """
+    result = _run([apt_get, "download", *packages], cwd=workdir, verbose=verbose)
+    if result.returncode != 0:
+        if verbose:
+            print("[fetch_asterisk_audio] apt-get download failed; updating private package lists")
+        apt_dir = workdir / "apt"
+        (apt_dir / "lists" / "partial").mkdir(parents=True)
+        (apt_dir / "cache" / "archives" / "partial").mkdir(parents=True)
+        options = [
+            "-o",
+            f"Dir::State::Lists={apt_dir / 'lists'}",
+            "-o",
+            f"Dir::Cache={apt_dir / 'cache'}",
+        ]
+        result = _run([apt_get, *options, "update"], cwd=workdir, verbose=verbose)
+        if result.returncode == 0:
+            result = _run([apt_get, *options, "download", *packages], cwd=workdir, verbose=verbose)
+        if result.returncode != 0:
+            raise DataFetchError(
+                f"`apt-get download` failed (exit {result.returncode}):\n{_tail(result)}\n"
+                + _manual_instructions(root)
+            )
+    debs = {}
+    for package in packages:
+        found = sorted(workdir.glob(f"{package}_*.deb"))
+        if not found:
+            raise DataFetchError(
+                f"`apt-get download` reported success but left no {package}_*.deb.\n"
+                + _manual_instructions(root)
+            )
+        debs[package] = found[-1]
+    return debs
+
+
+def _install(unpacked, final, staging):
+    """Move a finished ``dpkg -x`` tree into place with one atomic rename."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        # A broken tree from an older, non-atomic fetch: put it in the staging
+        # area (deleted afterwards) and replace it.
+        final.rename(staging / f"stale-{final.name}")
+    try:
+        unpacked.rename(final)
+    except OSError:
+        # Another process finished the same package first.
+        if not final.is_dir():
+            raise
+
+
+def fetch_asterisk_audio(data_home=None, *, download_if_missing=True, verbose=False):
+    """Download and cache the speech and music packages; return the cache.
+
+    Nothing is downloaded, and apt is never called, when the audio is
+    already in the cache. Otherwise ``apt-get download`` fetches
+    ``asterisk-core-sounds-en-wav`` and ``asterisk-moh-opsound-wav`` (no root
+    needed; if apt's lists do not know them, private lists inside the cache
+    are updated first) and ``dpkg -x`` unpacks each into
+    ``<data_home>/unpacked/<package>``. Work happens in a temporary directory
+    inside the cache and each tree is moved into place with one rename, so an
+    interrupted fetch never leaves a half-filled cache.
+
+    Parameters
+    ----------
+    data_home : str or path-like, default=None
+        Cache directory; see :func:`get_data_home` (``SKLEARN_UNFOLD_DATA``,
+        else ``~/.cache/sklearn_unfold/asterisk``).
+    download_if_missing : bool, default=True
+        If False, raise :class:`DataFetchError` instead of downloading.
+    verbose : bool, default=False
+        Print the commands run.
+
+    Returns
+    -------
+    data_home : pathlib.Path
+        The cache. Speech is under
+        ``unpacked/asterisk-core-sounds-en-wav/usr/share/asterisk/sounds/en_US_f_Allison``
+        and music under ``unpacked/asterisk-moh-opsound-wav/usr/share/asterisk/moh``.
+
+    Raises
+    ------
+    DataFetchError
+        (an ``OSError``) if the audio is missing and cannot be fetched: apt-get
+        or dpkg absent, no network, or ``download_if_missing=False``. The
+        message gives the commands to install the data by hand.
+    """
+    root = get_data_home(data_home)
+    missing = [package for package in _AUDIO_DIRS if not _is_cached(root, package)]
+    if not missing:
+        return root
+    if not download_if_missing:
+        raise DataFetchError(
+            f"The audio data is not cached in {root} ({', '.join(missing)} missing) and "
+            "download_if_missing=False.\n" + _manual_instructions(root)
+        )
+    apt_get, dpkg = shutil.which("apt-get"), shutil.which("dpkg")
+    if apt_get is None or dpkg is None:
+        absent = " and ".join(
+            name for name, path in [("apt-get", apt_get), ("dpkg", dpkg)] if path is None
+        )
+        raise DataFetchError(
+            f"Cannot fetch the audio data into {root}: {absent} not found (a Debian/Ubuntu "
+            "system is needed to download it).\n" + _manual_instructions(root)
+        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataFetchError(f"Cannot create the cache directory {root}: {exc}") from exc
+    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=root) as tmp:
+        staging = Path(tmp)
+        debs = _apt_download(apt_get, missing, staging, root, verbose)
+        for package in missing:
+            unpacked = staging / "unpacked" / package
+            unpacked.mkdir(parents=True)
+            result = _run([dpkg, "-x", debs[package], unpacked], verbose=verbose)
+            if result.returncode != 0 or not (staging / _AUDIO_DIRS[package]).is_dir():
+                raise DataFetchError(
+                    f"`dpkg -x {debs[package].name}` failed (exit {result.returncode}):\n"
+                    f"{_tail(result)}\n" + _manual_instructions(root)
+                )
+            _install(unpacked, root / "unpacked" / package, staging)
+    if verbose:
+        print(f"[fetch_asterisk_audio] audio cached in {root}")
+    return root
+
+
+# --------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------
+
+
+def _read_wav(path):
+    """Mono WAV at 8 kHz -> float64 waveform in [-1, 1]."""
+    rate, data = wavfile.read(path)
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"{path} has sample rate {rate} Hz; {SAMPLE_RATE} Hz was expected.")
+    if data.ndim != 1:
+        raise ValueError(f"{path} has {data.shape[1]} channels; mono was expected.")
+    if data.dtype == np.uint8:
+        return (data.astype(np.float64) - 128.0) / 128.0
+    if np.issubdtype(data.dtype, np.integer):
+        return data.astype(np.float64) / float(-np.iinfo(data.dtype).min)
+    return data.astype(np.float64)
+
+
+#: Folder of the speech package that holds recorded silence, not speech.
+NON_SPEECH_DIR = "silence/"
+
+
+def _is_test_utterance(relpath):
+    return zlib.crc32(relpath.encode()) % 5 == 0
+
+
+@validate_params(
+    {
+        "subset": [StrOptions({"train", "test", "all"})],
+        "data_home": [str, os.PathLike, None],
+        "min_duration": [Interval(Real, 0, None, closed="left")],
+    },
+    prefer_skip_nested_validation=True,
+)
+def load_utterances(subset="train", *, data_home=None, min_duration=1.0):
+    """Speech utterances of the benchmark split.
+
+    Every WAV of the ``en_US_f_Allison`` tree lasting at least
+    ``min_duration`` seconds, except the ``silence/`` folder, whose 1-10 s
+    files hold no speech (peak amplitude 2 / 32768) and would make an SDR
+    meaningless; an utterance is in the test subset when
+    ``zlib.crc32(relpath.encode()) % 5 == 0``, in the training subset
+    otherwise. The data is fetched first if needed (:func:`fetch_asterisk_audio`).
+
+    Parameters
+    ----------
+    subset : {"train", "test", "all"}, default="train"
+        Which part of the split.
+    data_home : str or path-like, default=None
+        Cache directory; see :func:`get_data_home`.
+    min_duration : float, default=1.0
+        Shortest utterance kept, in seconds.
+
+    Returns
+    -------
+    utterances : list of (str, ndarray of shape (n_samples,))
+        ``(relpath, waveform)`` sorted by ``relpath`` (forward slashes,
+        relative to the speaker's directory, e.g. ``"digits/1.wav"``);
+        float64 waveforms in [-1, 1] at 8000 Hz.
+    """
+    speech_dir = fetch_asterisk_audio(data_home) / _AUDIO_DIRS[SPEECH_PACKAGE]
+    relpaths = sorted(
+        relpath
+        for relpath in (path.relative_to(speech_dir).as_posix() for path in speech_dir.rglob("*.wav"))
+        if not relpath.startswith(NON_SPEECH_DIR)
+    )
+    if subset != "all":
+        relpaths = [p for p in relpaths if _is_test_utterance(p) == (subset == "test")]
+    utterances = []
+    for relpath in relpaths:
+        waveform = _read_wav(speech_dir / relpath)
+        if waveform.shape[0] >= min_duration * SAMPLE_RATE:
+            utterances.append((relpath, waveform))
+    return utterances
+
+
+@validate_params(
+    {"subset": [StrOptions({"train", "test"})], "data_home": [str, os.PathLike, None]},
+    prefer_skip_nested_validation=True,
+)
+def load_noise(subset="train", *, data_home=None):
+    """Music tracks used as noise.
+
+    Parameters
+    ----------
+    subset : {"train", "test"}, default="train"
+        ``"test"`` is the single track ``reno_project-system.wav``;
+        ``"train"`` the four others.
+    data_home : str or path-like, default=None
+        Cache directory; see :func:`get_data_home`.
+
+    Returns
+    -------
+    tracks : list of (str, ndarray of shape (n_samples,))
+        ``(file name, waveform)`` sorted by name; float64 in [-1, 1] at 8000 Hz.
+    """
+    music_dir = fetch_asterisk_audio(data_home) / _AUDIO_DIRS[NOISE_PACKAGE]
+    names = sorted(path.name for path in music_dir.glob("*.wav"))
+    if TEST_NOISE not in names:
+        raise ValueError(f"The test noise {TEST_NOISE} is missing from {music_dir}.")
+    names = [name for name in names if (name == TEST_NOISE) == (subset == "test")]
+    return [(name, _read_wav(music_dir / name)) for name in names]
+
+
+# --------------------------------------------------------------------------
+# Mixtures and features
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class Mixture:
+    """One noisy utterance of the benchmark.
+
+    The waveforms are read-only float64 arrays at 8000 Hz of equal length,
+    with ``mixture == speech + noise``; records of the same utterance at
+    different SNRs share one ``speech`` array.
+
+    Attributes
+    ----------
+    utterance : str
+        Relative path of the clean utterance (e.g. ``"digits/1.wav"``).
+    snr : float
+        Input SNR in dB: ``10 log10(sum(speech**2) / sum(noise**2))``.
+    speech : ndarray of shape (n_samples,)
+        Clean speech.
+    noise : ndarray of shape (n_samples,)
+        The noise excerpt, scaled to ``snr``.
+    mixture : ndarray of shape (n_samples,)
+        ``speech + noise``.
+    """
+
+    utterance: str
+    snr: float
+    speech: np.ndarray
+    noise: np.ndarray
+    mixture: np.ndarray
+
+
+def _read_only(a):
+    a.setflags(write=False)
+    return a
+
+
+def _noise_excerpt(track, n_samples, rng):
+    """A random excerpt of ``n_samples`` of ``track`` (wrapping around if too short)."""
+    if track.shape[0] >= n_samples:
+        start = rng.integers(track.shape[0] - n_samples + 1)
+        return track[start : start + n_samples]
+    start = rng.integers(track.shape[0])
+    return np.take(track, np.arange(start, start + n_samples), mode="wrap")
+
+
+def _mix(speech, excerpt, snr, relpath):
+    """:func:`~sklearn_unfold.audio.mix_at_snr`, naming the utterance on failure."""
+    try:
+        return mix_at_snr(speech, excerpt, snr)
+    except ValueError as exc:
+        raise ValueError(f"Cannot mix {relpath} at {snr} dB: {exc}") from exc
+
+
+@validate_params(
+    {
+        "subset": [StrOptions({"train", "test"})],
+        "n_utterances": [Interval(Integral, 1, None, closed="left"), None],
+        "snrs": ["array-like"],
+        "random_state": [Interval(Integral, 0, None, closed="left"), np.random.Generator, None],
+        "data_home": [str, os.PathLike, None],
+    },
+    prefer_skip_nested_validation=True,
+)
+def make_mixtures(
+    subset="test",
+    *,
+    n_utterances=40,
+    snrs=DEFAULT_SNRS,
+    random_state=0,
+    data_home=None,
+):
+    """Noisy utterances of the benchmark: speech + music at several input SNRs.
+
+    The draws, all from ``rng = numpy.random.default_rng(random_state)``:
+
+    1. unless ``n_utterances`` is None, ``rng.choice(n_available,
+       n_utterances, replace=False)`` picks utterances of
+       :func:`load_utterances` ``(subset)``, kept in path order;
+    2. for each chosen utterance (path order), for each SNR (given order):
+       a track ``rng.integers(n_tracks)`` of :func:`load_noise` ``(subset)``
+       and a start ``rng.integers(len(track) - len(utterance) + 1)``; a track
+       shorter than the utterance is read circularly from
+       ``rng.integers(len(track))``. The excerpt is scaled to the SNR with
+       :func:`sklearn_unfold.audio.mix_at_snr`.
+
+    Parameters
+    ----------
+    subset : {"test", "train"}, default="test"
+        Test utterances with the unseen test track, or training utterances
+        with the four training tracks.
+    n_utterances : int or None, default=40
+        Number of utterances drawn; None uses all of the subset.
+    snrs : array-like of float, default=(-6, -3, 0, 3, 6, 9)
+        Input SNRs in dB.
+    random_state : int, numpy.random.Generator or None, default=0
+        Seed of the draws. An int gives the same mixtures on every call.
+    data_home : str or path-like, default=None
+        Cache directory; see :func:`get_data_home`.
+
+    Returns
+    -------
+    mixtures : list of Mixture
+        ``n_utterances * len(snrs)`` records, utterance-major then SNR order.
+
+    Examples
+    --------
+    >>> from sklearn_unfold.datasets import make_mixtures
+    >>> test = make_mixtures("test")  # doctest: +SKIP
+    >>> len(test), test[0].snr  # doctest: +SKIP
+    (240, -6.0)
+    """
+    snrs = np.asarray(snrs, dtype=np.float64).ravel()
+    if snrs.size == 0 or not np.all(np.isfinite(snrs)):
+        raise ValueError(f"snrs must be a non-empty list of finite values in dB; got {snrs}.")
+    utterances = load_utterances(subset, data_home=data_home)
+    tracks = [track for _, track in load_noise(subset, data_home=data_home)]
+    rng = np.random.default_rng(random_state)
+    if n_utterances is not None:
+        if n_utterances > len(utterances):
+            raise ValueError(
+                f"n_utterances={n_utterances} but the {subset} subset has only "
+                f"{len(utterances)} utterances."
+            )
+        chosen = np.sort(rng.choice(len(utterances), size=n_utterances, replace=False))
+        utterances = [utterances[i] for i in chosen]
+    mixtures = []
+    for relpath, speech in utterances:
+        speech = _read_only(speech)
+        for snr in snrs:
+            track = tracks[rng.integers(len(tracks))]
+            excerpt = _noise_excerpt(track, speech.shape[0], rng)
+            mixture, noise = _mix(speech, excerpt, snr, relpath)
+            mixtures.append(
+                Mixture(relpath, float(snr), speech, _read_only(noise), _read_only(mixture))
+            )
+    return mixtures
+
+
+@validate_params(
+    {
+        "mixtures": ["array-like"],
+        "n_context": [Interval(Integral, 1, None, closed="left")],
+        "dtype": "no_validation",
+        "return_stft": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def make_separation_features(mixtures, *, n_context=9, dtype=np.float32, return_stft=False):
+    """Features and targets for speech/noise separation from mixtures.
+
+    For each mixture, the STFT magnitudes of the mixture are stacked with
+    ``n_context`` frames of left context (:func:`sklearn_unfold.audio.stack_context`;
+    the context never crosses mixtures), and so are the speech and noise
+    magnitudes (sec. 5.1 of [1]_, ``T = 9``): the layout
+    :class:`sklearn_unfold.DeepNMF` fits on, whose fixed bases are learned on
+    context-stacked source spectra and whose target is each source's last
+    frame (:func:`sklearn_unfold.metrics.target_frames` extracts it).
+
+    Parameters
+    ----------
+    mixtures : list of Mixture
+        E.g. from :func:`make_mixtures`.
+    n_context : int, default=9
+        Frames of left context ``T`` per row, ending with the target frame.
+    dtype : {np.float32, np.float64}, default=np.float32
+        dtype of ``X`` and ``Y`` (float32 halves the memory of the estimators).
+    return_stft : bool, default=False
+        Also return each mixture's complex STFT, for resynthesis with
+        :func:`sklearn_unfold.audio.resynthesize`.
+
+    Returns
+    -------
+    X : ndarray of shape (n_frames, n_context * 129)
+        Context-stacked mixture magnitudes; the last 129 columns are the
+        target frame.
+    Y : ndarray of shape (n_frames, 2 * n_context * 129)
+        ``[speech | noise]`` magnitudes, each stacked exactly like ``X``.
+    groups : ndarray of shape (n_frames,), int
+        Utterance id (index in the sorted unique utterance paths): one
+        utterance at several SNRs shares its id, for ``GroupKFold``.
+    stfts : list of ndarray of shape (n_frames_i, 129), complex
+        Only with ``return_stft=True``: the mixture STFTs, complex64 for
+        float32. Rows ``sum(n_frames_j for j < i)`` onwards of ``X`` belong
+        to mixture ``i``.
+
+    References
+    ----------
+    .. [1] J. R. Hershey, J. Le Roux and F. Weninger, "Deep unfolding:
+       model-based inspiration of novel deep architectures", 2014, sec. 5.1.
+    """
+    try:
+        valid = np.dtype(dtype) in (np.float32, np.float64)
+    except TypeError:
+        valid = False
+    if not valid:
+        raise ValueError(f"dtype must be np.float32 or np.float64; got {dtype!r}.")
+    dtype = np.dtype(dtype)
+    mixtures = list(mixtures)
+    if not mixtures:
+        raise ValueError("mixtures is empty.")
+    for m in mixtures:
+        if not isinstance(m, Mixture):
+            raise TypeError(f"mixtures must hold Mixture records; got {type(m).__name__}.")
+    frames = [n_stft_frames(m.mixture.shape[0]) for m in mixtures]
+    bounds = np.concatenate([[0], np.cumsum(frames)])
+    n_freqs = stft(np.zeros(1)).shape[1]
+    X = np.empty((bounds[-1], n_context * n_freqs), dtype=dtype)
+    width = n_context * n_freqs
+    Y = np.empty((bounds[-1], 2 * width), dtype=dtype)
+    _, utterance_ids = np.unique([m.utterance for m in mixtures], return_inverse=True)
+    groups = np.repeat(utterance_ids.astype(np.intp), frames)
+    complex_dtype = np.result_type(dtype, np.complex64)
+    stfts = []
+    # One mixture at a time into preallocated arrays keeps the peak memory at
+    # the size of the output.
+    for m, start, stop in zip(mixtures, bounds[:-1], bounds[1:]):
+        Z = stft(m.mixture)
+        X[start:stop] = stack_context(np.abs(Z).astype(dtype), n_context)
+        Y[start:stop, :width] = stack_context(np.abs(stft(m.speech)).astype(dtype), n_context)
+        Y[start:stop, width:] = stack_context(np.abs(stft(m.noise)).astype(dtype), n_context)
+        if return_stft:
+            stfts.append(Z.astype(complex_dtype))
+    if return_stft:
+        return X, Y, groups, stfts
+    return X, Y, groups
