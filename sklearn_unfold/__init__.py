@@ -3,12 +3,14 @@
 __version__ = "0.1.0"
 
 from .deep_nmf import DeepNMF, DiscriminativeNMF
+from .neural_nmf import NeuralNMF
 from .metrics import magnitude_sdr, make_sdr_scorer, sdr, sdr_scorer, si_sdr
 from .sparse_nmf import SparseNMF
 
 __all__ = [
     "DeepNMF",
     "DiscriminativeNMF",
+    "NeuralNMF",
     "SparseNMF",
     "magnitude_sdr",
     "make_sdr_scorer",

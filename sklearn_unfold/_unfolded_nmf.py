@@ -399,6 +399,7 @@ def train_layers(
     n_jobs=None,
     verbose=0,
     max_halvings=10,
+    name="DeepNMF",
 ):
     """Train ``W_layers`` by multiplicative back-propagation (eq. 38).
 
@@ -467,7 +468,7 @@ def train_layers(
             step *= 0.5
         else:
             if verbose:
-                print("DeepNMF: no step size decreases the objective any more; stopping.")
+                print(f"{name}: no step size decreases the objective any more; stopping.")
             break
         previous = loss
         W_layers, loss, grads = candidate, new_loss, new_grads
@@ -476,7 +477,7 @@ def train_layers(
         step = min(1.0, 2.0 * step)
         if verbose:
             print(
-                f"DeepNMF iteration {n_iter:4d}: objective {loss / n_frames:.6g} per frame "
+                f"{name} iteration {n_iter:4d}: objective {loss / n_frames:.6g} per frame "
                 f"({time.perf_counter() - start:.2f} s)"
             )
         if tol > 0 and previous - loss <= tol * abs(loss):

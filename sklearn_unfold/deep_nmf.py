@@ -5,7 +5,13 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin, _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    RegressorMixin,
+    TransformerMixin,
+    _fit_context,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -26,7 +32,7 @@ from .sparse_nmf import SparseNMF, check_nmf_input
 _BETA = [StrOptions(set(_BETA_LOSS_NAMES)), Interval(Real, 0, None, closed="left")]
 
 
-class _BaseUnfoldedNMF(TransformerMixin, RegressorMixin, BaseEstimator):
+class _BaseUnfoldedNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin, BaseEstimator):
     """Shared machinery of DeepNMF and DiscriminativeNMF (not public)."""
 
     _parameter_constraints: dict = {
@@ -40,6 +46,7 @@ class _BaseUnfoldedNMF(TransformerMixin, RegressorMixin, BaseEstimator):
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "bases_max_iter": [Interval(Integral, 1, None, closed="left")],
+        "bases": ["array-like", None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -71,10 +78,11 @@ class _BaseUnfoldedNMF(TransformerMixin, RegressorMixin, BaseEstimator):
             weights = np.zeros(n_sources)
             weights[0] = 1.0
         else:
-            weights = np.asarray(self.source_weights, dtype=np.float64).ravel()
+            weights = np.asarray(self.source_weights, dtype=np.float64)
             if weights.shape != (n_sources,):
                 raise ValueError(
-                    f"source_weights has {weights.size} entries but Y holds {n_sources} sources."
+                    f"source_weights must be a 1-D array with one weight per source; got shape "
+                    f"{weights.shape} while Y holds {n_sources} sources."
                 )
             if not np.all(np.isfinite(weights)) or np.any(weights < 0) or not np.any(weights > 0):
                 raise ValueError("source_weights must be finite, non-negative and not all zero.")
@@ -113,7 +121,9 @@ class _BaseUnfoldedNMF(TransformerMixin, RegressorMixin, BaseEstimator):
         beta1 = beta_loss_to_float(self.beta_loss)
         beta2 = beta_loss_to_float(self.target_loss)
         check_nmf_input(X, beta1, f"{name} (input X)")
-        check_nmf_input(Y, 1.0, f"{name} (input Y)")
+        # Zeros in Y are fine unless a divergence with beta <= 0 meets them
+        # (bases are trained on Y with beta1; the target loss uses beta2).
+        check_nmf_input(Y, min(beta1, beta2), f"{name} (input Y)")
         n_sources, weights = self._validate_targets(X, Y)
         n_features = X.shape[1]
         n_freqs = n_features // self.n_context
@@ -121,22 +131,28 @@ class _BaseUnfoldedNMF(TransformerMixin, RegressorMixin, BaseEstimator):
         start = time.perf_counter()
 
         # 1. Sparse NMF bases per source on its context-stacked spectra (sec. 5.3).
-        bases = []
-        for l in range(n_sources):
-            snmf = SparseNMF(
-                n_components=self.n_components,
-                beta_loss=beta1,
-                sparsity=self.sparsity,
-                max_iter=self.bases_max_iter,
-                tol=1e-4,
-                init="exemplar",
-                random_state=rng.randint(np.iinfo(np.int32).max),
-            )
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                snmf.fit(Y[:, l * n_features : (l + 1) * n_features])
-            bases.append(snmf.components_)
-            self._log(f"source {l}: sparse NMF bases after {snmf.n_iter_} iterations ({time.perf_counter() - start:.1f} s)")
+        if self.bases is not None:
+            bases = [self._check_given_bases(n_sources, n_features, X.dtype)]
+        else:
+            bases = []
+            for l in range(n_sources):
+                snmf = SparseNMF(
+                    n_components=self.n_components,
+                    beta_loss=beta1,
+                    sparsity=self.sparsity,
+                    max_iter=self.bases_max_iter,
+                    tol=1e-4,
+                    init="exemplar",
+                    random_state=rng.randint(np.iinfo(np.int32).max),
+                )
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    snmf.fit(Y[:, l * n_features : (l + 1) * n_features])
+                bases.append(snmf.components_)
+                self._log(
+                    f"source {l}: sparse NMF bases after {snmf.n_iter_} iterations "
+                    f"({time.perf_counter() - start:.1f} s)"
+                )
         self.bases_ = np.vstack(bases).astype(X.dtype, copy=False)
         self.n_sources_ = n_sources
         self.n_frequencies_ = n_freqs
@@ -169,6 +185,7 @@ class _BaseUnfoldedNMF(TransformerMixin, RegressorMixin, BaseEstimator):
                 batch_size=self.batch_size,
                 n_jobs=self.n_jobs,
                 verbose=self.verbose,
+                name=name,
             )
             self.n_iter_, self.loss_curve_ = n_iter, loss_curve
             if n_iter == self.max_iter and self.tol > 0 and self.max_iter > 0:
@@ -181,6 +198,17 @@ class _BaseUnfoldedNMF(TransformerMixin, RegressorMixin, BaseEstimator):
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
         self._log(f"done in {time.perf_counter() - start:.1f} s")
         return self
+
+    def _check_given_bases(self, n_sources, n_features, dtype):
+        bases = check_array(self.bases, dtype=dtype, copy=True)
+        expected = (n_sources * self.n_components, n_features)
+        if bases.shape != expected:
+            raise ValueError(
+                f"bases has shape {bases.shape}; expected {expected} = (n_sources * n_components, "
+                "n_features_in), e.g. the bases_ of a DeepNMF fitted on the same kind of data."
+            )
+        check_nmf_input(bases, 1.0, f"{type(self).__name__} (bases)")
+        return bases
 
     # ------------------------------------------------------------ inference
     def _source_slices(self):
@@ -348,6 +376,11 @@ _DOC_PARAMS_COMMON = """
         times its value.
     bases_max_iter : int, default=100
         Iterations of the sparse NMF that trains the fixed bases of each source.
+    bases : array-like of shape (n_sources * n_components, n_context * n_frequencies), default=None
+        Fixed bases to use instead of training them, e.g. the ``bases_`` of
+        another fitted model: they do not depend on ``n_layers`` or
+        ``n_trained_layers``, so a grid search over those can share them.
+        Used as given (rows should have unit L2 norm, source 0 first).
     batch_size : int, default=4096
         Frames processed at once; bounds the memory of intermediates.
     n_jobs : int, default=None
@@ -467,6 +500,7 @@ class DeepNMF(_BaseUnfoldedNMF):
         max_iter=100,
         tol=1e-4,
         bases_max_iter=100,
+        bases=None,
         batch_size=4096,
         n_jobs=None,
         random_state=None,
@@ -483,6 +517,7 @@ class DeepNMF(_BaseUnfoldedNMF):
         self.max_iter = max_iter
         self.tol = tol
         self.bases_max_iter = bases_max_iter
+        self.bases = bases
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -528,6 +563,7 @@ class DiscriminativeNMF(_BaseUnfoldedNMF):
         max_iter=100,
         tol=1e-4,
         bases_max_iter=100,
+        bases=None,
         batch_size=4096,
         n_jobs=None,
         random_state=None,
@@ -543,6 +579,7 @@ class DiscriminativeNMF(_BaseUnfoldedNMF):
         self.max_iter = max_iter
         self.tol = tol
         self.bases_max_iter = bases_max_iter
+        self.bases = bases
         self.batch_size = batch_size
         self.n_jobs = n_jobs
         self.random_state = random_state

@@ -19,8 +19,8 @@ def check_nmf_input(X, beta, whom):
     check_non_negative(X, whom)
     if beta <= 0 and X.size and X.min() == 0:
         raise ValueError(
-            f"{whom}: with beta_loss <= 0 (e.g. 'itakura-saito') the data must be strictly "
-            "positive, but it contains zeros; add a small floor to X or use beta_loss > 0."
+            f"{whom}: with a beta-divergence of beta <= 0 (e.g. 'itakura-saito') the data must be "
+            "strictly positive, but it contains zeros; add a small floor to the data or use beta > 0."
         )
 
 

@@ -1,0 +1,153 @@
+"""The speech-enhancement benchmark protocol: data, evaluation, tables.
+
+Shared by the demo (:mod:`sklearn_unfold.demo`), ``benchmarks/`` and
+``examples/`` so that every result is measured the same way:
+
+- training data: training utterances mixed with the four training music
+  tracks at the six input SNRs, of which a seeded random subset of frames is
+  kept (the paper trains on 10 % of its data);
+- test data: the 40 test utterances x 6 SNRs against the unseen test track
+  (:func:`sklearn_unfold.datasets.make_mixtures`);
+- metric: BSS-Eval SDR (:func:`sklearn_unfold.metrics.sdr`) of the
+  resynthesized speech waveform against the clean speech, averaged per input
+  SNR and overall, as in Table 2 of the paper.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from .audio import resynthesize
+from .datasets import DEFAULT_SNRS, make_mixtures, make_separation_features
+from .metrics import sdr
+
+
+@dataclass
+class TestSet:
+    """Test mixtures with their features, ready for :func:`evaluate`."""
+
+    mixtures: list
+    X: np.ndarray
+    stfts: list
+    bounds: np.ndarray = field(repr=False)
+
+
+def make_training_set(
+    *,
+    n_utterances=60,
+    n_frames=10000,
+    n_context=9,
+    random_state=0,
+    data_home=None,
+):
+    """Training features of the protocol: (X, Y, groups) for a subset of frames.
+
+    Parameters
+    ----------
+    n_utterances : int or None, default=60
+        Training utterances mixed at every SNR (seeded choice; None = all 299).
+    n_frames : int or None, default=10000
+        Frames kept, drawn at random without replacement (None = all).
+    n_context : int, default=9
+    random_state : int, default=0
+    data_home : str or path-like, default=None
+
+    Returns
+    -------
+    X, Y, groups : see :func:`sklearn_unfold.datasets.make_separation_features`
+    """
+    mixtures = make_mixtures(
+        "train", n_utterances=n_utterances, random_state=random_state, data_home=data_home
+    )
+    X, Y, groups = make_separation_features(mixtures, n_context=n_context)
+    if n_frames is not None and n_frames < X.shape[0]:
+        rng = check_random_state(random_state)
+        keep = np.sort(rng.choice(X.shape[0], size=n_frames, replace=False))
+        X, Y, groups = X[keep], Y[keep], groups[keep]
+    return X, Y, groups
+
+
+def make_test_set(*, n_utterances=40, n_context=9, random_state=0, data_home=None):
+    """The protocol's test mixtures (40 utterances x 6 SNRs by default) with features.
+
+    Returns
+    -------
+    test_set : TestSet
+    """
+    mixtures = make_mixtures("test", n_utterances=n_utterances, random_state=random_state, data_home=data_home)
+    X, _, _, stfts = make_separation_features(mixtures, n_context=n_context, return_stft=True)
+    bounds = np.concatenate([[0], np.cumsum([Z.shape[0] for Z in stfts])])
+    return TestSet(mixtures=mixtures, X=X, stfts=stfts, bounds=bounds)
+
+
+def evaluate(predict_speech, test_set):
+    """Waveform SDR of the speech estimate of every test mixture.
+
+    Parameters
+    ----------
+    predict_speech : callable
+        Maps the test features X (n_frames, n_context * F) to the estimated
+        speech magnitude (n_frames, F).
+    test_set : TestSet
+
+    Returns
+    -------
+    sdrs : ndarray of shape (n_mixtures,)
+    seconds : float
+        Time spent in ``predict_speech``.
+    estimates : list of ndarray
+        Resynthesized speech waveforms, one per mixture.
+    """
+    start = time.perf_counter()
+    speech_mag = np.asarray(predict_speech(test_set.X))
+    seconds = time.perf_counter() - start
+    sdrs, estimates = [], []
+    for i, (mix, Z) in enumerate(zip(test_set.mixtures, test_set.stfts)):
+        block = speech_mag[test_set.bounds[i] : test_set.bounds[i + 1]]
+        estimate = resynthesize(block, Z, length=mix.speech.shape[0])
+        estimates.append(estimate)
+        sdrs.append(sdr(mix.speech, estimate))
+    return np.array(sdrs), seconds, estimates
+
+
+def input_sdrs(test_set):
+    """SDR of the unprocessed mixtures (the 'no processing' row)."""
+    return np.array([sdr(m.speech, m.mixture) for m in test_set.mixtures])
+
+
+def per_snr(sdrs, test_set, snrs=DEFAULT_SNRS):
+    """Mean SDR per input SNR, in the order of ``snrs``."""
+    levels = np.array([m.snr for m in test_set.mixtures])
+    return [float(np.mean(sdrs[levels == s])) for s in snrs]
+
+
+def format_table(rows, snrs=DEFAULT_SNRS, extra=()):
+    """A text table laid out like the paper's Table 2.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Each with ``"name"``, ``"per_snr"`` (list of float) and optionally
+        the keys named in ``extra``.
+    extra : sequence of (key, header, format)
+        Additional columns, e.g. ``("n_params", "P", "{:,}")``.
+
+    Returns
+    -------
+    table : str
+    """
+    name_width = max(len("SDR [dB]"), *(len(r["name"]) for r in rows))
+    header = f"{'SDR [dB]':<{name_width}} " + " ".join(f"{s:>6g}" for s in snrs) + f" {'Avg':>6}"
+    header += "".join(f" {h:>10}" for _, h, _ in extra)
+    lines = [f"{'':<{name_width}} Input SNR [dB]", header, "-" * len(header)]
+    for r in rows:
+        values = r["per_snr"]
+        line = f"{r['name']:<{name_width}} " + " ".join(f"{v:6.2f}" for v in values)
+        line += f" {np.mean(values):6.2f}"
+        for key, _, fmt in extra:
+            value = r.get(key)
+            line += f" {fmt.format(value) if value is not None else '-':>10}"
+        lines.append(line)
+    return "\n".join(lines)
