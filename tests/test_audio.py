@@ -345,3 +345,16 @@ def test_mix_at_snr_float32_and_inputs_kept():
 def test_mix_at_snr_errors(speech, noise, snr, match):
     with pytest.raises(ValueError, match=match):
         mix_at_snr(speech, noise, snr)
+
+
+@pytest.mark.parametrize("n", [1, 50, 99, 100, 101, 199, 200, 201, 8000, 8001, 12345])
+def test_stft_equals_scipy_short_time_fft(n):
+    # The batched framing must reproduce ShortTimeFFT.stft exactly (its
+    # canonical dual window is what istft inverts).
+    from scipy.signal import ShortTimeFFT
+    from scipy.signal.windows import hann
+
+    x = np.random.default_rng(n).standard_normal(n)
+    op = ShortTimeFFT(np.sqrt(hann(200, sym=False)), 80, fs=8000, fft_mode="onesided", mfft=256)
+    padded = np.pad(x, (0, max(0, 100 - n)))
+    assert_allclose(stft(x), op.stft(padded).T, rtol=0, atol=1e-12)

@@ -1,0 +1,185 @@
+"""Training-epoch and inference speed of DeepNMF on the paper's topology.
+
+K = 25 layers, C = 2 trained layers, R = 2 x 100 bases, T = 9 frames of context, F = 129, 10 000 frames,
+float32, random non-negative data (speed does not depend on the values). Measures in one run:
+
+- this project: one training epoch (forward through the trained layers from the cached fixed part,
+  positive / negative gradient parts of every trained matrix, multiplicative update) and one inference
+  pass (all K layers + Wiener filter);
+- the same network trained with PyTorch autograd, when torch is installed (skipped otherwise), in two
+  variants: a direct port that runs all K layers under autograd every epoch, and one that caches the
+  fixed layers like this project does;
+- a plain float32 matrix product of the fixed layers' shapes, (T F x R) @ (R x N): the machine's ceiling.
+
+Inference throughput counts the matrix-product flops of the network (4 T F R N per fixed layer,
+4 F R N per trained layer, 2 F R N for the output) divided by the time of a whole pass.
+
+    python benchmarks/bench_training.py [--quick] [--json PATH] [--repeat N]
+"""
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from sklearn_unfold._divergences import mm_exponent
+from sklearn_unfold._unfolded_nmf import (
+    chunk_loss_and_gradients,
+    fixed_activations,
+    frame_chunks,
+    trained_forward,
+    wiener_forward,
+)
+
+
+def best_time(func, repeat):
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def make_problem(K, C, R, T, F, N, seed=0):
+    rng = np.random.default_rng(seed)
+    dtype = np.float32
+    M_ctx = rng.gamma(1.0, 1.0, (T * F, N)).astype(dtype)
+    speech = (M_ctx[-F:] * rng.uniform(0, 1, (F, N))).astype(dtype)
+    noise = (M_ctx[-F:] - speech).clip(0).astype(dtype)
+    W_fixed = rng.uniform(0.1, 1.0, (T * F, 2 * R)).astype(dtype)
+    W_fixed /= np.linalg.norm(W_fixed, axis=0)
+    layers = [np.ascontiguousarray(W_fixed[-F:]).copy() for _ in range(C)]
+    return M_ctx, [speech, noise], W_fixed, layers
+
+
+def ours(K, C, R, F, N, M_ctx, sources, W_fixed, layers, batch_size, repeat):
+    slices = [slice(0, R), slice(R, 2 * R)]
+    weights, beta1, beta2, mu = (1.0, 0.0), 1.0, 2.0, 1.0
+    exponent = mm_exponent(beta1)
+    M = M_ctx[-F:]
+    H_start = fixed_activations(M_ctx, W_fixed, K - C + 1, beta1, mu, exponent)
+    chunks = frame_chunks(N, batch_size)
+
+    def epoch():
+        plus = [np.zeros(W.shape) for W in layers]
+        minus = [np.zeros(W.shape) for W in layers]
+        for c in chunks:
+            _, grads = chunk_loss_and_gradients(
+                M[:, c], [S[:, c] for S in sources], H_start[:, c], layers, slices, weights, beta1, beta2, mu, exponent
+            )
+            for i, (p, m) in enumerate(grads):
+                plus[i] += p
+                minus[i] += m
+        return [W * (m / np.maximum(p, 1e-30)).astype(W.dtype) for W, p, m in zip(layers, plus, minus)]
+
+    def inference():
+        for c in chunks:
+            H = fixed_activations(M_ctx[:, c], W_fixed, K - C + 1, beta1, mu, exponent)
+            H = trained_forward(M[:, c], H, layers, beta1, mu, exponent)
+            wiener_forward(M[:, c], layers[-1], H, slices)
+
+    return best_time(epoch, repeat), best_time(inference, repeat)
+
+
+def torch_epochs(K, C, R, F, N, M_ctx, sources, W_fixed, layers, repeat):
+    import torch
+
+    torch.set_num_threads(torch.get_num_threads())
+    M_ctx_t = torch.from_numpy(M_ctx)
+    M_t = M_ctx_t[-F:]
+    S_t = torch.from_numpy(sources[0])
+    Wf = torch.from_numpy(W_fixed)
+    params = [torch.from_numpy(W.copy()).requires_grad_(True) for W in layers]
+    mu, eps = 1.0, 1e-10
+
+    def step(M, W, H):
+        Lam = torch.clamp(W @ H, min=eps)
+        return H * (W.T @ (M / Lam)) / (W.sum(0)[:, None] + mu)
+
+    def start_H():
+        return (M_ctx_t.sum(0) / Wf.sum()).expand(2 * R, N).clone()
+
+    def forward_from(H):
+        for W in params[:-1]:
+            H = step(M_t, W, H)
+        W_out = params[-1]
+        speech = W_out[:, :R] @ H[:R]
+        total = torch.clamp(speech + W_out[:, R:] @ H[R:], min=eps)
+        return 0.5 * ((S_t - M_t * speech / total) ** 2).sum()
+
+    def fixed():
+        H = start_H()
+        for _ in range(K - C + 1):
+            H = step(M_ctx_t, Wf, H)
+        return H
+
+    def epoch_full():
+        loss = forward_from(fixed())
+        loss.backward()
+        with torch.no_grad():
+            for W in params:
+                W.sub_(1e-6 * W.grad)
+                W.grad = None
+
+    with torch.no_grad():
+        H_cached = fixed()
+
+    def epoch_cached():
+        loss = forward_from(H_cached)
+        loss.backward()
+        with torch.no_grad():
+            for W in params:
+                W.sub_(1e-6 * W.grad)
+                W.grad = None
+
+    return best_time(epoch_full, repeat), best_time(epoch_cached, repeat), torch.__version__
+
+
+def matmul_ceiling(R, T, F, N, repeat):
+    rng = np.random.default_rng(1)
+    A = rng.random((T * F, 2 * R), dtype=np.float32)
+    B = rng.random((2 * R, N), dtype=np.float32)
+    seconds = best_time(lambda: A @ B, repeat)
+    return 2.0 * A.shape[0] * A.shape[1] * B.shape[1] / seconds
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 000 frames, K = 5, best of two runs")
+    parser.add_argument("--json", help="write the measurements as JSON here")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=4096)
+    args = parser.parse_args(argv)
+    K, C, R, T, F, N = (5, 2, 100, 9, 129, 1000) if args.quick else (25, 2, 100, 9, 129, 10000)
+    repeat = 2 if args.quick else args.repeat
+    M_ctx, sources, W_fixed, layers = make_problem(K, C, R, T, F, N)
+    epoch_s, infer_s = ours(K, C, R, F, N, M_ctx, sources, W_fixed, layers, args.batch_size, repeat)
+    flops = (K - C + 1) * 4 * T * F * 2 * R * N + (C - 1) * 4 * F * 2 * R * N + 2 * F * 2 * R * N
+    ceiling = matmul_ceiling(R, T, F, N, repeat)
+    result = {"K": K, "C": C, "R_total": 2 * R, "T": T, "F": F, "n_frames": N, "dtype": "float32",
+              "epoch_seconds": epoch_s, "inference_seconds": infer_s,
+              "inference_gflops": flops / infer_s / 1e9, "matmul_gflops": ceiling / 1e9}
+    print(f"topology: K={K}, C={C}, R=2x{R}, T={T}, F={F}, {N} frames, float32")
+    print(f"sklearn_unfold   epoch {epoch_s * 1e3:9.1f} ms   inference {infer_s * 1e3:9.1f} ms "
+          f"({result['inference_gflops']:.1f} GFLOP/s of matrix products)")
+    print(f"matmul ceiling   {ceiling / 1e9:.1f} GFLOP/s  -> inference at {result['inference_gflops'] * 1e9 / ceiling:.2f} of it")
+    try:
+        full_s, cached_s, version = torch_epochs(K, C, R, F, N, M_ctx, sources, W_fixed, layers, repeat)
+    except ImportError:
+        print("torch not installed: PyTorch autograd comparison skipped")
+    else:
+        result.update(torch_version=version, torch_epoch_full_seconds=full_s, torch_epoch_cached_seconds=cached_s)
+        print(f"torch {version} autograd, all K layers every epoch  {full_s * 1e3:9.1f} ms  "
+              f"-> sklearn_unfold is {full_s / epoch_s:.1f}x faster")
+        print(f"torch {version} autograd, fixed layers cached     {cached_s * 1e3:9.1f} ms  "
+              f"-> sklearn_unfold is {cached_s / epoch_s:.2f}x as fast")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()
