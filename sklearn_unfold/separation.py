@@ -36,36 +36,56 @@ class TestSet:
 
 def make_training_set(
     *,
-    n_utterances=60,
+    n_utterances=None,
     n_frames=10000,
     n_context=9,
     random_state=0,
     data_home=None,
+    mixtures_per_batch=120,
 ):
-    """Training features of the protocol: (X, Y, groups) for a subset of frames.
+    """Training features of the protocol: (X, Y, groups) for a random subset of frames.
+
+    All training utterances (or a seeded choice of ``n_utterances``) are mixed
+    with the training noise at the six input SNRs; features are computed a
+    batch of mixtures at a time and each frame is kept with probability
+    ``n_frames / total``, so memory stays bounded by the batch size and the
+    result, not by the (several GB of) features of all mixtures.
 
     Parameters
     ----------
-    n_utterances : int or None, default=60
-        Training utterances mixed at every SNR (seeded choice; None = all 299).
+    n_utterances : int or None, default=None
+        Training utterances mixed at every SNR (None = all 299).
     n_frames : int or None, default=10000
-        Frames kept, drawn at random without replacement (None = all).
+        Expected number of frames kept (None = all).
     n_context : int, default=9
     random_state : int, default=0
     data_home : str or path-like, default=None
+    mixtures_per_batch : int, default=120
 
     Returns
     -------
     X, Y, groups : see :func:`sklearn_unfold.datasets.make_separation_features`
     """
+    from .audio import n_stft_frames
+
     mixtures = make_mixtures(
         "train", n_utterances=n_utterances, random_state=random_state, data_home=data_home
     )
-    X, Y, groups = make_separation_features(mixtures, n_context=n_context)
-    if n_frames is not None and n_frames < X.shape[0]:
-        rng = check_random_state(random_state)
-        keep = np.sort(rng.choice(X.shape[0], size=n_frames, replace=False))
-        X, Y, groups = X[keep], Y[keep], groups[keep]
+    total = sum(n_stft_frames(m.mixture.shape[0]) for m in mixtures)
+    keep_probability = 1.0 if n_frames is None else min(1.0, n_frames / total)
+    rng = check_random_state(random_state)
+    _, utterance_ids = np.unique([m.utterance for m in mixtures], return_inverse=True)
+    parts = []
+    for start in range(0, len(mixtures), mixtures_per_batch):
+        batch = mixtures[start : start + mixtures_per_batch]
+        X, Y, _ = make_separation_features(batch, n_context=n_context)
+        keep = rng.uniform(size=X.shape[0]) < keep_probability
+        frame_mixture = np.repeat(np.arange(len(batch)), [n_stft_frames(m.mixture.shape[0]) for m in batch])
+        # Group ids refer to the whole set of utterances, not to the batch.
+        parts.append((X[keep], Y[keep], utterance_ids[start + frame_mixture[keep]]))
+    X = np.concatenate([p[0] for p in parts])
+    Y = np.concatenate([p[1] for p in parts])
+    groups = np.concatenate([p[2] for p in parts])
     return X, Y, groups
 
 
