@@ -98,7 +98,7 @@ def main(argv=None):
         sizes = dict(R=20, frames=2000, train_utts=8, test_utts=4, Ks=[4], Cs=[0, 1, 2], max_iter=20,
                      mlp=(64, 64), mlp_iter=30, bases_iter=30, nmf_iter=50)
     else:
-        sizes = dict(R=100, frames=10000, train_utts=60, test_utts=40, Ks=[4, 25], Cs=[0, 1, 2, 3, 4],
+        sizes = dict(R=100, frames=10000, train_utts=None, test_utts=40, Ks=[4, 25], Cs=[0, 1, 2, 3, 4],
                      max_iter=100, mlp=(1024, 1024, 1024), mlp_iter=100, bases_iter=100, nmf_iter=200)
     T, R = 9, sizes["R"]
     warnings.simplefilter("ignore", ConvergenceWarning)

@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 
 from .deep_nmf import DeepNMF, DiscriminativeNMF
 from .neural_nmf import NeuralNMF
+from .pad_nmf import PhysicsAwareDeepNMF
 from .metrics import magnitude_sdr, make_sdr_scorer, sdr, sdr_scorer, si_sdr
 from .sparse_nmf import SparseNMF
 
@@ -11,6 +12,7 @@ __all__ = [
     "DeepNMF",
     "DiscriminativeNMF",
     "NeuralNMF",
+    "PhysicsAwareDeepNMF",
     "SparseNMF",
     "magnitude_sdr",
     "make_sdr_scorer",

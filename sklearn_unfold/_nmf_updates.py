@@ -16,10 +16,64 @@ References
 """
 
 import time
+import warnings
 
 import numpy as np
 
 from ._divergences import beta_divergence, eps_for, mm_exponent
+
+
+def safe_scale(X):
+    """Power of two to divide ``X`` by before the multiplicative updates (1.0 when not needed).
+
+    The updates and objectives form products up to ``Lam**max(beta, 2)``
+    summed over frames, and floor ``Lam`` at :func:`eps_for`: in float32,
+    data at 1e30 overflows and data at 1e-30 sinks under the floor. Sparse
+    NMF with the beta-divergence is scale-equivariant: with ``M = s M'`` and
+    ``H = s H'`` the objective is
+    ``s**beta [D(M' | W H') + mu s**(1-beta) ||H'||_1]`` and the
+    multiplicative updates (eq. 33 and the basis updates) of one problem map
+    exactly onto those of the other (:func:`scaled_sparsity`). Data whose
+    largest value lies outside ``[2**-e, 2**e]``, ``e = maxexp / 8`` of its
+    dtype (16 for float32, 128 for float64), is therefore divided by the
+    power of two that brings its largest value into [1, 2), which loses no
+    precision; data inside that range is used as it is (``s = 1``).
+
+    Returns
+    -------
+    scale : float
+        A power of two, 1.0 for data in range, all-zero or empty data.
+    """
+    largest = float(X.max()) if X.size else 0.0
+    if not largest > 0 or not np.isfinite(largest):
+        return 1.0
+    exponent = int(np.frexp(largest)[1]) - 1  # largest / 2**exponent is in [1, 2)
+    limit = np.finfo(X.dtype).maxexp // 8
+    if -limit <= exponent <= limit:
+        return 1.0
+    return float(np.ldexp(1.0, exponent))
+
+
+def scaled_sparsity(mu, beta, scale, dtype):
+    """L1 weight of the problem on data divided by ``scale``: ``mu * scale**(1 - beta)``.
+
+    Clipped at ``sqrt(finfo(dtype).max)``: a weight that large already
+    drives every activation to zero within a few updates, like any larger
+    one would, while the objective ``mu * ||H||_1`` stays finite.
+    """
+    if mu == 0 or scale == 1.0:
+        return float(mu)
+    with np.errstate(over="ignore", under="ignore"):
+        value = mu * np.exp2(np.log2(scale) * (1.0 - beta))
+    return float(min(value, np.sqrt(np.finfo(dtype).max)))
+
+
+def scale_power(scale, power):
+    """``scale ** power`` for a power-of-two scale, as a float (inf / 0 when out of range)."""
+    if scale == 1.0:
+        return 1.0
+    with np.errstate(over="ignore", under="ignore"):
+        return float(np.exp2(np.log2(scale) * power))
 
 
 def initial_activations(M, W):
@@ -116,6 +170,62 @@ def normalize_columns(W, eps):
     return W
 
 
+def bases_gradient_parts(M, W, H, beta, *, Lam=None):
+    """Negative and positive parts of the gradient of ``D_beta(M | W H)`` in ``W``.
+
+    ``neg = (M * Lam**(beta-2)) @ H.T`` and ``pos = Lam**(beta-1) @ H.T``
+    (Févotte & Idier 2011). Both are sums over frames, so the parts of a data
+    set are the sums of the parts of its chunks: this is what lets the
+    basis update run chunk by chunk (:func:`fit_sparse_nmf` with
+    ``batch_size``) or accumulate statistics over mini-batches
+    (``SparseNMF.partial_fit``).
+
+    Returns
+    -------
+    neg, pos : ndarray of shape (n_features, n_components)
+        For KL ``pos`` is a read-only broadcast of ``H.sum(axis=1)``.
+    """
+    eps = eps_for(M.dtype)
+    if Lam is None:
+        Lam = model(W, H, eps)
+    if beta == 1:
+        neg = (M / Lam) @ H.T
+        pos = np.broadcast_to(H.sum(axis=1), W.shape)
+    elif beta == 2:
+        neg = M @ H.T
+        pos = Lam @ H.T
+    else:
+        Lb2 = Lam ** (beta - 2.0)
+        neg = (M * Lb2) @ H.T
+        Lb2 *= Lam
+        pos = Lb2 @ H.T
+    return neg, pos
+
+
+def normalized_bases_step(W, neg, pos, eps, *, step=1.0):
+    """Normalization-aware multiplicative step of unit-norm bases from gradient parts [2].
+
+    ``W <- W * [neg + W * 1 1^T (W * pos)] / [pos + W * 1 1^T (W * neg)]``,
+    then renormalized; see :func:`update_bases_normalized`.
+
+    Returns
+    -------
+    W_new : ndarray of shape (n_features, n_components), unit-norm columns,
+        in the dtype of ``neg`` and ``pos`` combined with ``W``'s.
+    """
+    # Column sums of W * G: the projection that removes the scale direction.
+    pos_proj = np.einsum("fr,fr->r", W, pos)
+    neg_proj = np.einsum("fr,fr->r", W, neg)
+    numer = neg + W * pos_proj
+    denom = pos + W * neg_proj
+    np.maximum(denom, eps, out=denom)
+    numer /= denom
+    if step != 1.0:
+        numer **= step
+    numer *= W
+    return normalize_columns(numer, eps)
+
+
 def update_bases_normalized(M, W, H, beta, *, Lam=None, step=1.0):
     """Normalization-aware multiplicative update of unit-norm bases [2].
 
@@ -142,30 +252,8 @@ def update_bases_normalized(M, W, H, beta, *, Lam=None, step=1.0):
     W_new : ndarray of shape (n_features, n_components), unit-norm columns.
     """
     eps = eps_for(M.dtype)
-    if Lam is None:
-        Lam = model(W, H, eps)
-    if beta == 1:
-        neg = (M / Lam) @ H.T
-        pos = np.broadcast_to(H.sum(axis=1), W.shape)
-    elif beta == 2:
-        neg = M @ H.T
-        pos = Lam @ H.T
-    else:
-        Lb2 = Lam ** (beta - 2.0)
-        neg = (M * Lb2) @ H.T
-        Lb2 *= Lam
-        pos = Lb2 @ H.T
-    # Column sums of W * G: the projection that removes the scale direction.
-    pos_proj = np.einsum("fr,fr->r", W, pos)
-    neg_proj = np.einsum("fr,fr->r", W, neg)
-    numer = neg + W * pos_proj
-    denom = pos + W * neg_proj
-    np.maximum(denom, eps, out=denom)
-    numer /= denom
-    if step != 1.0:
-        numer **= step
-    numer *= W
-    return normalize_columns(numer, eps)
+    neg, pos = bases_gradient_parts(M, W, H, beta, Lam=Lam)
+    return normalized_bases_step(W, neg, pos, eps, step=step)
 
 
 def sparse_nmf_objective(M, Lam, H, beta, mu):
@@ -201,6 +289,42 @@ def make_objective(M, beta, mu, axis=None):
     if axis is None:
         return lambda Lam, H: float(objective(Lam, H))
     return objective
+
+
+def frame_chunks(n_frames, batch_size):
+    """Consecutive slices of at most ``batch_size`` frames (None: all frames in one)."""
+    if batch_size is None:
+        batch_size = max(n_frames, 1)
+    return [slice(start, min(start + batch_size, n_frames)) for start in range(0, n_frames, batch_size)]
+
+
+def is_memmap_backed(X):
+    """True when ``X`` is a ``numpy.memmap`` or a view of one."""
+    while isinstance(X, np.ndarray):
+        if isinstance(X, np.memmap):
+            return True
+        X = X.base
+    return False
+
+
+def frame_buffer(n_frames, n_values, dtype, *, like=None):
+    """Uninitialized per-frame storage, shape (n_values, n_frames).
+
+    Returned as the transpose of a C-ordered (n_frames, n_values) array, so
+    the frames of a chunk are contiguous. When ``like`` (the data) is memory
+    mapped, the buffer is a ``numpy.memmap`` on an anonymous temporary file
+    (deleted when the buffer is garbage collected; ``TMPDIR`` picks the
+    folder), so state that grows with the number of frames stays out of
+    memory like the data does.
+    """
+    shape = (n_frames, n_values)
+    if like is not None and is_memmap_backed(like) and n_frames * n_values:
+        import tempfile
+
+        with tempfile.TemporaryFile() as backing:
+            buffer = np.memmap(backing, dtype=dtype, mode="w+", shape=shape)
+        return buffer.T
+    return np.empty(shape, dtype=dtype).T
 
 
 def infer_activations(M, W, H, *, beta, mu, max_iter, tol):
@@ -242,6 +366,38 @@ def infer_activations(M, W, H, *, beta, mu, max_iter, tol):
     return H, n_iter, loss_curve
 
 
+def infer_activations_batched(M, W, *, beta, mu, max_iter, tol, batch_size=None):
+    """:func:`infer_activations` from :func:`initial_activations`, ``batch_size`` frames at a time.
+
+    Frames are independent (own start, own stopping rule), so chunking only
+    bounds the memory of intermediates; results equal one call on all frames
+    up to rounding.
+
+    Returns
+    -------
+    H : ndarray of shape (n_components, n_frames)
+        The transpose of a C-ordered (n_frames, n_components) array.
+    """
+    n_frames = M.shape[1]
+    out = np.empty((n_frames, W.shape[1]), dtype=np.result_type(M, W))
+    for chunk in frame_chunks(n_frames, batch_size):
+        M_c = M[:, chunk]
+        H_c, _, _ = infer_activations(
+            M_c, W, initial_activations(M_c, W), beta=beta, mu=mu, max_iter=max_iter, tol=tol
+        )
+        out[chunk] = H_c.T
+    return out.T
+
+
+def _interrupted(name, n_iter):
+    warnings.warn(
+        f"{name}: training interrupted by user (KeyboardInterrupt); keeping the parameters "
+        f"after {n_iter} completed iteration(s).",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
 def fit_sparse_nmf(
     M,
     W,
@@ -254,6 +410,8 @@ def fit_sparse_nmf(
     update_W=True,
     verbose=0,
     max_halvings=8,
+    batch_size=None,
+    stop_on_interrupt=False,
 ):
     """Alternate multiplicative updates of ``H`` (and ``W``) until convergence.
 
@@ -277,6 +435,18 @@ def fit_sparse_nmf(
         its current value.
     update_W : bool, default=True
         False freezes the bases (inference only).
+    batch_size : int, default=None
+        Process the frames ``batch_size`` at a time: the same algorithm (the
+        basis update sums the gradient parts of the chunks, see
+        :func:`bases_gradient_parts`, and the step check sums their
+        objectives), so results equal the one-shot run up to rounding, but
+        intermediates never exceed ``batch_size`` frames. ``H`` is then
+        updated in place (it may be a ``numpy.memmap``, see
+        :func:`frame_buffer`). None processes all frames at once.
+    stop_on_interrupt : bool, default=False
+        On ``KeyboardInterrupt``, warn and return the state after the last
+        completed iteration (as scikit-learn's ``MLPClassifier`` does)
+        instead of propagating the interrupt.
 
     Returns
     -------
@@ -285,15 +455,46 @@ def fit_sparse_nmf(
     loss_curve : list of float
         Objective after each iteration (index 0 is the starting point).
     """
+    if batch_size is not None and batch_size < M.shape[1]:
+        solver = _fit_sparse_nmf_chunked
+        extra = {"batch_size": batch_size}
+    else:
+        solver, extra = _fit_sparse_nmf_one_shot, {}
+    state = {"W": W, "H": H, "loss_curve": []}
+    try:
+        solver(
+            M, state, beta=beta, mu=mu, max_iter=max_iter, tol=tol, update_W=update_W,
+            verbose=verbose, max_halvings=max_halvings, **extra,
+        )
+    except KeyboardInterrupt:
+        # Before the first completed iteration there is nothing to keep.
+        if not stop_on_interrupt or len(state["loss_curve"]) < 2:
+            raise
+        _interrupted("SparseNMF", len(state["loss_curve"]) - 1)
+    loss_curve = state["loss_curve"]
+    return state["W"], state["H"], len(loss_curve) - 1, loss_curve
+
+
+def _report(verbose, n_iter, loss, start):
+    if verbose and (n_iter % 10 == 0 or n_iter == 1):
+        print(
+            f"SparseNMF iteration {n_iter:4d}: objective {loss:.6g} "
+            f"({time.perf_counter() - start:.2f} s)"
+        )
+
+
+def _fit_sparse_nmf_one_shot(M, state, *, beta, mu, max_iter, tol, update_W, verbose, max_halvings):
+    """All frames at once. ``state`` holds W, H and the loss curve of the last
+    completed iteration (rebound, never modified in place)."""
+    W, H = state["W"], state["H"]
     eps = eps_for(M.dtype)
     exponent = mm_exponent(beta)
     W_colsum = W.sum(axis=0)
     Lam = model(W, H, eps)
     objective = make_objective(M, beta, mu)
     loss = objective(Lam, H)
-    loss_curve = [loss]
+    loss_curve = state["loss_curve"] = [loss]
     start = time.perf_counter()
-    n_iter = 0
     for n_iter in range(1, max_iter + 1):
         H = update_activations(M, W, H, beta, mu, exponent=exponent, Lam=Lam, W_colsum=W_colsum)
         Lam = model(W, H, eps)
@@ -318,12 +519,62 @@ def fit_sparse_nmf(
                 loss = objective(Lam, H)
         else:
             loss = objective(Lam, H)
-        loss_curve.append(loss)
-        if verbose and (n_iter % 10 == 0 or n_iter == 1):
-            print(
-                f"SparseNMF iteration {n_iter:4d}: objective {loss:.6g} "
-                f"({time.perf_counter() - start:.2f} s)"
-            )
+        state.update(W=W, H=H, loss_curve=loss_curve + [loss])
+        loss_curve = state["loss_curve"]
+        _report(verbose, n_iter, loss, start)
         if tol > 0 and (previous - loss) <= tol * abs(loss):
             break
-    return W, H, n_iter, loss_curve
+
+
+def _fit_sparse_nmf_chunked(M, state, *, beta, mu, max_iter, tol, update_W, verbose, max_halvings, batch_size):
+    """The same iterations, ``batch_size`` frames at a time, ``H`` updated in place.
+
+    Per iteration: one pass updates each chunk's activations and sums the
+    chunks' basis-gradient parts; each tried basis step costs one more pass
+    (objective of the new bases with the new activations).
+    """
+    W, H = state["W"], state["H"]
+    eps = eps_for(M.dtype)
+    exponent = mm_exponent(beta)
+    chunks = frame_chunks(M.shape[1], batch_size)
+    objectives = [make_objective(M[:, c], beta, mu) for c in chunks]
+
+    def total_objective(W_):
+        return sum(f(model(W_, H[:, c], eps), H[:, c]) for f, c in zip(objectives, chunks))
+
+    loss = total_objective(W)
+    loss_curve = state["loss_curve"] = [loss]
+    start = time.perf_counter()
+    for n_iter in range(1, max_iter + 1):
+        W_colsum = W.sum(axis=0)
+        neg = np.zeros(W.shape)
+        pos = np.zeros(W.shape)
+        for c in chunks:
+            M_c = M[:, c]
+            H_c = update_activations(M_c, W, H[:, c], beta, mu, exponent=exponent, W_colsum=W_colsum)
+            # An MM step per frame: any subset of updated chunks is a valid,
+            # better point, so an interrupt here leaves a consistent state.
+            H[:, c] = H_c
+            if update_W:
+                n_c, p_c = bases_gradient_parts(M_c, W, H_c, beta)
+                neg += n_c
+                pos += p_c
+        previous = loss
+        if update_W:
+            step = 1.0
+            for _ in range(max_halvings + 1):
+                W_new = normalized_bases_step(W, neg, pos, eps, step=step).astype(W.dtype, copy=False)
+                loss_new = total_objective(W_new)
+                if loss_new <= previous:
+                    W, loss = W_new, loss_new
+                    break
+                step *= 0.5
+            else:
+                loss = total_objective(W)
+        else:
+            loss = total_objective(W)
+        state.update(W=W, loss_curve=loss_curve + [loss])
+        loss_curve = state["loss_curve"]
+        _report(verbose, n_iter, loss, start)
+        if tol > 0 and (previous - loss) <= tol * abs(loss):
+            break

@@ -21,10 +21,13 @@ are exactly eq. 98-105 of appendix D.5; they are derived here for any
 ``beta >= 0`` of the layer updates and any ``beta`` of the training target.
 """
 
+import time
+import warnings
+
 import numpy as np
 
 from ._divergences import beta_divergence, beta_divergence_grad_parts, eps_for
-from ._nmf_updates import activation_ratio, initial_activations, model
+from ._nmf_updates import activation_ratio, frame_chunks, initial_activations, model
 
 
 # --------------------------------------------------------------------------
@@ -358,11 +361,6 @@ def network_loss(M, sources, H_start, W_layers, source_slices, weights, beta1, b
 # --------------------------------------------------------------------------
 # Chunked evaluation and the multiplicative-backprop trainer
 # --------------------------------------------------------------------------
-def frame_chunks(n_frames, batch_size):
-    """Consecutive slices of at most ``batch_size`` frames."""
-    return [slice(start, min(start + batch_size, n_frames)) for start in range(0, n_frames, batch_size)]
-
-
 def map_chunks(func, chunks, n_jobs):
     """``[func(chunk) for chunk in chunks]``, spread over threads when n_jobs != 1.
 
@@ -379,6 +377,82 @@ def map_chunks(func, chunks, n_jobs):
 
     with threadpool_limits(limits=1, user_api="blas"):
         return Parallel(n_jobs=n_jobs, prefer="threads")(delayed(func)(chunk) for chunk in chunks)
+
+
+def imap_chunks(func, chunks, n_jobs):
+    """Like :func:`map_chunks`, but yields the results in order as they come.
+
+    The caller can reduce them on the fly, so at most a few chunks' results
+    are held at once, however many chunks there are: joblib dispatches
+    ``2 * n_jobs`` tasks ahead, one chunk each (its automatic batching would
+    group more and more fast chunks per task, and buffer their results).
+    """
+    from joblib import Parallel, delayed, effective_n_jobs
+
+    if len(chunks) <= 1 or effective_n_jobs(n_jobs) == 1:
+        for chunk in chunks:
+            yield func(chunk)
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield from Parallel(
+            n_jobs=n_jobs, prefer="threads", return_as="generator", batch_size=1, pre_dispatch="2*n_jobs"
+        )(delayed(func)(chunk) for chunk in chunks)
+
+
+def evaluate_network(
+    M,
+    sources,
+    H_start,
+    W_layers,
+    source_slices,
+    weights,
+    *,
+    beta1,
+    beta2,
+    mu,
+    exponent,
+    chunks,
+    n_jobs=None,
+    gradients=True,
+):
+    """Objective and gradient parts of every trained matrix, summed over ``chunks`` of frames.
+
+    The chunks' results are added in order as they arrive (float64
+    accumulators), so the sums do not depend on ``n_jobs`` and memory does
+    not grow with the number of chunks.
+
+    Returns
+    -------
+    loss : float
+        Summed over all frames.
+    grads : list of (plus, minus), one per entry of ``W_layers``, or None
+        when ``gradients`` is False (forward passes only).
+    """
+
+    def one(chunk):
+        M_c, sources_c, H_c = M[:, chunk], [S[:, chunk] for S in sources], H_start[:, chunk]
+        args = (M_c, sources_c, H_c, W_layers, source_slices, weights, beta1, beta2, mu, exponent)
+        return chunk_loss_and_gradients(*args) if gradients else (network_loss(*args), None)
+
+    loss = 0
+    grads = [(np.zeros(W.shape), np.zeros(W.shape)) for W in W_layers] if gradients else None
+    for chunk_loss, chunk_grads in imap_chunks(one, chunks, n_jobs):
+        loss += chunk_loss
+        if gradients:
+            for (plus, minus), (p, m) in zip(grads, chunk_grads):
+                plus += p
+                minus += m
+    return loss, grads
+
+
+def multiplicative_step(W_layers, grads, step, eps):
+    """``W <- W * ([grad]_- / [grad]_+) ** step`` for every trained matrix (eq. 38)."""
+    return [
+        (W * (minus / np.maximum(plus, eps)) ** step).astype(W.dtype, copy=False)
+        for W, (plus, minus) in zip(W_layers, grads)
+    ]
 
 
 def train_layers(
@@ -400,6 +474,7 @@ def train_layers(
     verbose=0,
     max_halvings=10,
     name="DeepNMF",
+    stop_on_interrupt=False,
 ):
     """Train ``W_layers`` by multiplicative back-propagation (eq. 38).
 
@@ -412,6 +487,14 @@ def train_layers(
     (``step`` then grows back by a factor 2 per accepted iteration, up to 1).
     The recorded objective is therefore non-increasing.
 
+    Parameters
+    ----------
+    stop_on_interrupt : bool, default=False
+        On ``KeyboardInterrupt``, warn and return the layers of the last
+        accepted update (as scikit-learn's ``MLPClassifier`` does) instead
+        of propagating the interrupt. Layers are only ever replaced as a
+        whole, so the result is never a half-applied update.
+
     Returns
     -------
     W_layers : list of ndarray
@@ -420,66 +503,105 @@ def train_layers(
     loss_curve : list of float
         Objective per frame at the start and after each accepted update.
     """
-    import time
-
     n_frames = M.shape[1]
     chunks = frame_chunks(n_frames, batch_size)
     eps = eps_for(M.dtype)
+    setup = dict(beta1=beta1, beta2=beta2, mu=mu, exponent=exponent, chunks=chunks, n_jobs=n_jobs)
+    result = {"W_layers": W_layers, "loss_curve": []}
 
-    def evaluate(layers):
-        def one(chunk):
-            return chunk_loss_and_gradients(
-                M[:, chunk],
-                [S[:, chunk] for S in sources],
-                H_start[:, chunk],
-                layers,
-                source_slices,
-                weights,
-                beta1,
-                beta2,
-                mu,
-                exponent,
-            )
-
-        results = map_chunks(one, chunks, n_jobs)
-        loss = sum(r[0] for r in results)
-        grads = []
-        for i in range(len(layers)):
-            plus = np.zeros(layers[i].shape)
-            minus = np.zeros(layers[i].shape)
-            for r in results:
-                plus += r[1][i][0]
-                minus += r[1][i][1]
-            grads.append((plus, minus))
-        return loss, grads
-
-    start = time.perf_counter()
-    loss, grads = evaluate(W_layers)
-    loss_curve = [float(loss) / n_frames]
-    step = 1.0
-    n_iter = 0
-    for _ in range(max_iter):
-        ratios = [minus / np.maximum(plus, eps) for plus, minus in grads]
-        for _halving in range(max_halvings + 1):
-            candidate = [(W * ratio**step).astype(W.dtype, copy=False) for W, ratio in zip(W_layers, ratios)]
-            new_loss, new_grads = evaluate(candidate)
-            if new_loss <= loss:
+    def run():
+        start = time.perf_counter()
+        layers = W_layers
+        loss, grads = evaluate_network(M, sources, H_start, layers, source_slices, weights, **setup)
+        result["loss_curve"] = loss_curve = [float(loss) / n_frames]
+        step = 1.0
+        for _ in range(max_iter):
+            for _halving in range(max_halvings + 1):
+                candidate = multiplicative_step(layers, grads, step, eps)
+                new_loss, new_grads = evaluate_network(
+                    M, sources, H_start, candidate, source_slices, weights, **setup
+                )
+                if new_loss <= loss:
+                    break
+                step *= 0.5
+            else:
+                if verbose:
+                    print(f"{name}: no step size decreases the objective any more; stopping.")
                 break
-            step *= 0.5
-        else:
+            previous = loss
+            layers, loss, grads = candidate, new_loss, new_grads
+            # One statement: an interrupt sees the old or the new pair, never a mix.
+            result.update(W_layers=layers, loss_curve=loss_curve + [float(loss) / n_frames])
+            loss_curve = result["loss_curve"]
+            step = min(1.0, 2.0 * step)
             if verbose:
-                print(f"{name}: no step size decreases the objective any more; stopping.")
-            break
-        previous = loss
-        W_layers, loss, grads = candidate, new_loss, new_grads
-        n_iter += 1
-        loss_curve.append(float(loss) / n_frames)
-        step = min(1.0, 2.0 * step)
-        if verbose:
-            print(
-                f"{name} iteration {n_iter:4d}: objective {loss / n_frames:.6g} per frame "
-                f"({time.perf_counter() - start:.2f} s)"
-            )
-        if tol > 0 and previous - loss <= tol * abs(loss):
-            break
-    return W_layers, n_iter, loss_curve
+                print(
+                    f"{name} iteration {len(loss_curve) - 1:4d}: objective {loss / n_frames:.6g} per frame "
+                    f"({time.perf_counter() - start:.2f} s)"
+                )
+            if tol > 0 and previous - loss <= tol * abs(loss):
+                break
+
+    try:
+        run()
+    except KeyboardInterrupt:
+        if not stop_on_interrupt:
+            raise
+        n_done = max(len(result["loss_curve"]) - 1, 0)
+        warnings.warn(
+            f"{name}: training interrupted by user (KeyboardInterrupt); keeping the layers after "
+            f"{n_done} accepted update(s).",
+            UserWarning,
+            stacklevel=2,
+        )
+    loss_curve = result["loss_curve"]
+    return result["W_layers"], max(len(loss_curve) - 1, 0), loss_curve
+
+
+def train_step(
+    M,
+    sources,
+    H_start,
+    W_layers,
+    source_slices,
+    weights,
+    *,
+    beta1,
+    beta2,
+    mu,
+    exponent,
+    batch_size,
+    step=1.0,
+    n_jobs=None,
+    max_halvings=10,
+):
+    """One safeguarded multiplicative back-propagation update on a mini-batch.
+
+    The gradient parts of the batch's frames (chunk by chunk) give
+    ``W <- W * ([grad]_- / [grad]_+) ** step``; while the batch's objective
+    increases, ``step`` is halved and the update retried (at most
+    ``max_halvings`` times; then the layers are left unchanged).
+
+    Returns
+    -------
+    W_layers : list of ndarray
+        The updated layers (the given ones when no step helped).
+    loss_before, loss_after : float
+        The batch's objective per frame before and after.
+    step : float
+        The exponent accepted, or 0.0 when no step decreased the objective.
+    """
+    n_frames = M.shape[1]
+    chunks = frame_chunks(n_frames, batch_size)
+    setup = dict(beta1=beta1, beta2=beta2, mu=mu, exponent=exponent, chunks=chunks, n_jobs=n_jobs)
+    eps = eps_for(M.dtype)
+    loss, grads = evaluate_network(M, sources, H_start, W_layers, source_slices, weights, **setup)
+    for _halving in range(max_halvings + 1):
+        candidate = multiplicative_step(W_layers, grads, step, eps)
+        new_loss, _ = evaluate_network(
+            M, sources, H_start, candidate, source_slices, weights, gradients=False, **setup
+        )
+        if new_loss <= loss:
+            return candidate, float(loss) / n_frames, float(new_loss) / n_frames, step
+        step *= 0.5
+    return W_layers, float(loss) / n_frames, float(loss) / n_frames, 0.0

@@ -18,16 +18,18 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._divergences import _BETA_LOSS_NAMES, beta_loss_to_float, mm_exponent
+from ._nmf_updates import frame_buffer, safe_scale, scale_power, scaled_sparsity
 from ._unfolded_nmf import (
     fixed_activations,
     frame_chunks,
-    map_chunks,
+    imap_chunks,
     train_layers,
+    train_step,
     trained_forward,
     wiener_forward,
 )
 from .metrics import magnitude_sdr, target_frames
-from .sparse_nmf import SparseNMF, check_nmf_input
+from .sparse_nmf import SparseNMF, check_nmf_input, restore_on_interrupt
 
 _BETA = [StrOptions(set(_BETA_LOSS_NAMES)), Interval(Real, 0, None, closed="left")]
 
@@ -88,27 +90,10 @@ class _BaseUnfoldedNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regres
                 raise ValueError("source_weights must be finite, non-negative and not all zero.")
         return n_sources, weights
 
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, Y):
-        """Train sparse-NMF bases per source, then the last layers discriminatively.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_context * n_frequencies)
-            Context-stacked mixture magnitudes: row t holds frames
-            t - n_context + 1, ..., t, the target frame last.
-        Y : array-like of shape (n_samples, n_sources * n_context * n_frequencies)
-            The sources' magnitudes, each stacked exactly like X and placed
-            side by side (source 0 first, e.g. speech, then noise). The
-            context-stacked spectra train the fixed bases (paper sec. 5.4);
-            the last frame of each source is the training target.
-
-        Returns
-        -------
-        self : object
-        """
+    def _check_fit_data(self, X, Y, reset):
+        """Validated X, Y and what they imply: n_sources, weights, beta1, beta2."""
         X, Y = validate_data(
-            self, X, Y, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32]
+            self, X, Y, reset=reset, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32]
         )
         Y = check_array(Y, dtype=X.dtype, ensure_2d=False)
         n_layers, n_trained = self.n_layers, self._n_trained()
@@ -125,35 +110,113 @@ class _BaseUnfoldedNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regres
         # (bases are trained on Y with beta1; the target loss uses beta2).
         check_nmf_input(Y, min(beta1, beta2), f"{name} (input Y)")
         n_sources, weights = self._validate_targets(X, Y)
+        return X, Y, n_sources, weights, beta1, beta2
+
+    def _train_bases(self, Y, n_sources, n_features, dtype, rng, start):
+        """Stage 1: sparse NMF bases per source on its context-stacked spectra (sec. 5.3)."""
+        if self.bases is not None:
+            return self._check_given_bases(n_sources, n_features, dtype)
+        bases = []
+        for l in range(n_sources):
+            snmf = SparseNMF(
+                n_components=self.n_components,
+                beta_loss=beta_loss_to_float(self.beta_loss),
+                sparsity=self.sparsity,
+                max_iter=self.bases_max_iter,
+                tol=1e-4,
+                init="exemplar",
+                random_state=rng.randint(np.iinfo(np.int32).max),
+                batch_size=self.batch_size,
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                # An interrupt here must reach DeepNMF.fit (which then leaves
+                # the estimator unfitted), not stop the bases halfway.
+                snmf._fit(Y[:, l * n_features : (l + 1) * n_features], stop_on_interrupt=False)
+            bases.append(snmf.components_)
+            self._log(
+                f"source {l}: sparse NMF bases after {snmf.n_iter_} iterations "
+                f"({time.perf_counter() - start:.1f} s)"
+            )
+        return np.vstack(bases).astype(dtype, copy=False)
+
+    def _scaled_problem(self, X, Y, n_sources, beta1):
+        """The training problem on data divided by :func:`safe_scale` (1 for data in range).
+
+        The network is scale-equivariant (eq. 33 and 34 with the sparsity
+        rescaled, see ``safe_scale``), and the multiplicative updates of the
+        trained layers only see ratios of gradient parts, which all scale
+        alike: training on the rescaled data gives the same layers, without
+        overflow or underflow at extreme scales.
+
+        Returns
+        -------
+        scale : float
+        M, sources : ndarray
+            Target frames of the mixture and of the sources, divided by scale.
+        mu : float
+            The sparsity of the rescaled problem.
+        """
+        scale = safe_scale(X)
+        M, sources = self._training_data(X, Y, n_sources)
+        mu = scaled_sparsity(float(self.sparsity), beta1, scale, X.dtype)
+        if scale != 1.0:
+            M, sources = M / scale, [S / scale for S in sources]
+        return scale, M, sources, mu
+
+    def _training_data(self, X, Y, n_sources):
+        """Mixture target frames M and source target frames, (n_frequencies, n_samples) views."""
+        n_features = X.shape[1]
+        n_freqs = n_features // self.n_context
+        target = n_features - n_freqs
+        sources = [Y[:, l * n_features + target : (l + 1) * n_features].T for l in range(n_sources)]
+        return X[:, -n_freqs:].T, sources
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    @restore_on_interrupt
+    def fit(self, X, Y):
+        """Train sparse-NMF bases per source, then the last layers discriminatively.
+
+        Memory: X and Y may be ``numpy.memmap`` arrays; they are read
+        ``batch_size`` frames at a time, and the state kept for every frame
+        (sparse NMF activations, output of the fixed layers) then goes to a
+        temporary file, so memory does not grow with the number of frames.
+
+        Data far from unit scale (e.g. float32 at 1e30) is trained on as the
+        equivalent problem on ``X / s``, ``s`` a power of two, as
+        :class:`SparseNMF` does; predictions are mapped back exactly.
+
+        Interrupting (``KeyboardInterrupt``) while the layers are trained
+        stops with a warning and keeps the layers of the last accepted
+        update, as scikit-learn's ``MLPClassifier`` does; an interrupt
+        before (while the bases are learned) leaves the estimator as it was
+        before the call.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_context * n_frequencies)
+            Context-stacked mixture magnitudes: row t holds frames
+            t - n_context + 1, ..., t, the target frame last.
+        Y : array-like of shape (n_samples, n_sources * n_context * n_frequencies)
+            The sources' magnitudes, each stacked exactly like X and placed
+            side by side (source 0 first, e.g. speech, then noise). The
+            context-stacked spectra train the fixed bases (paper sec. 5.4);
+            the last frame of each source is the training target.
+
+        Returns
+        -------
+        self : object
+        """
+        X, Y, n_sources, weights, beta1, beta2 = self._check_fit_data(X, Y, reset=True)
+        n_trained = self._n_trained()
+        name = type(self).__name__
         n_features = X.shape[1]
         n_freqs = n_features // self.n_context
         rng = check_random_state(self.random_state)
         start = time.perf_counter()
 
         # 1. Sparse NMF bases per source on its context-stacked spectra (sec. 5.3).
-        if self.bases is not None:
-            bases = [self._check_given_bases(n_sources, n_features, X.dtype)]
-        else:
-            bases = []
-            for l in range(n_sources):
-                snmf = SparseNMF(
-                    n_components=self.n_components,
-                    beta_loss=beta1,
-                    sparsity=self.sparsity,
-                    max_iter=self.bases_max_iter,
-                    tol=1e-4,
-                    init="exemplar",
-                    random_state=rng.randint(np.iinfo(np.int32).max),
-                )
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    snmf.fit(Y[:, l * n_features : (l + 1) * n_features])
-                bases.append(snmf.components_)
-                self._log(
-                    f"source {l}: sparse NMF bases after {snmf.n_iter_} iterations "
-                    f"({time.perf_counter() - start:.1f} s)"
-                )
-        self.bases_ = np.vstack(bases).astype(X.dtype, copy=False)
+        self.bases_ = self._train_bases(Y, n_sources, n_features, X.dtype, rng, start)
         self.n_sources_ = n_sources
         self.n_frequencies_ = n_freqs
         self._weights = weights
@@ -164,11 +227,9 @@ class _BaseUnfoldedNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regres
         self.n_iter_ = 0
         self.loss_curve_ = []
         if n_trained:
-            H_start = self._fixed_part(X)
+            scale, M, sources, mu = self._scaled_problem(X, Y, n_sources, beta1)
+            H_start = self._fixed_part(X, mu=mu, scale=scale)
             self._log(f"fixed layers computed ({time.perf_counter() - start:.1f} s)")
-            M = X[:, -n_freqs:].T
-            target = n_features - n_freqs
-            sources = [Y[:, l * n_features + target : (l + 1) * n_features].T for l in range(n_sources)]
             layers, n_iter, loss_curve = train_layers(
                 M,
                 sources,
@@ -178,7 +239,7 @@ class _BaseUnfoldedNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regres
                 weights,
                 beta1=beta1,
                 beta2=beta2,
-                mu=float(self.sparsity),
+                mu=mu,
                 exponent=mm_exponent(beta1),
                 max_iter=self.max_iter,
                 tol=self.tol,
@@ -186,7 +247,10 @@ class _BaseUnfoldedNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regres
                 n_jobs=self.n_jobs,
                 verbose=self.verbose,
                 name=name,
+                stop_on_interrupt=True,
             )
+            # The training objective of X is scale**beta2 times that of X / scale.
+            loss_curve = [loss * scale_power(scale, beta2) for loss in loss_curve]
             self.n_iter_, self.loss_curve_ = n_iter, loss_curve
             if n_iter == self.max_iter and self.tol > 0 and self.max_iter > 0:
                 warnings.warn(
@@ -196,7 +260,69 @@ class _BaseUnfoldedNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regres
                 )
         self.trained_components_ = np.stack([W.T for W in layers]) if layers else np.empty((0, self.bases_.shape[0], n_freqs), X.dtype)
         self.loss_ = self.loss_curve_[-1] if self.loss_curve_ else None
+        # A later partial_fit refines this fit from a full step.
+        self.n_steps_ = 0
+        self._partial_step = 1.0
         self._log(f"done in {time.perf_counter() - start:.1f} s")
+        return self
+
+    def _partial_fit(self, X, Y):
+        """One mini-batch update; see DeepNMF.partial_fit."""
+        first = not hasattr(self, "trained_components_")
+        X, Y, n_sources, weights, beta1, beta2 = self._check_fit_data(X, Y, reset=first)
+        n_features = X.shape[1]
+        n_freqs = n_features // self.n_context
+        if first:
+            rng = check_random_state(self.random_state)
+            bases = self._train_bases(Y, n_sources, n_features, X.dtype, rng, time.perf_counter())
+            init = np.ascontiguousarray(bases[:, -n_freqs:].T)
+            layers = [init.copy() for _ in range(self._n_trained())]
+            step, n_iter, loss_curve, n_steps = 1.0, 0, [], 0
+        else:
+            if n_sources != self.n_sources_:
+                raise ValueError(
+                    f"Y holds {n_sources} sources but this {type(self).__name__} was fitted with "
+                    f"{self.n_sources_}; every batch must have the same sources."
+                )
+            bases = self.bases_
+            X, Y = X.astype(bases.dtype, copy=False), Y.astype(bases.dtype, copy=False)
+            layers = [W.T for W in self.trained_components_]
+            step = getattr(self, "_partial_step", 1.0)
+            n_iter, loss_curve, n_steps = self.n_iter_, list(self.loss_curve_), getattr(self, "n_steps_", 0)
+        if layers:
+            scale, M, sources, mu = self._scaled_problem(X, Y, n_sources, beta1)
+            layers, _, loss_after, used = train_step(
+                M,
+                sources,
+                self._fixed_part(X, bases=bases, mu=mu, scale=scale),
+                layers,
+                self._source_slices(n_sources),
+                weights,
+                beta1=beta1,
+                beta2=beta2,
+                mu=mu,
+                exponent=mm_exponent(beta1),
+                batch_size=self.batch_size,
+                step=step,
+                n_jobs=self.n_jobs,
+            )
+            if used:
+                # As in fit: the exponent grows back after an accepted update.
+                n_iter, step = n_iter + 1, min(1.0, 2.0 * used)
+            loss_curve.append(loss_after * scale_power(scale, beta2))
+        # Everything is computed; only now does the estimator change.
+        self.bases_ = bases
+        self.n_sources_ = n_sources
+        self.n_frequencies_ = n_freqs
+        self._weights = weights
+        self.trained_components_ = (
+            np.stack([W.T for W in layers]) if layers else np.empty((0, bases.shape[0], n_freqs), bases.dtype)
+        )
+        self.n_iter_ = n_iter
+        self.loss_curve_ = loss_curve
+        self.loss_ = loss_curve[-1] if loss_curve else None
+        self.n_steps_ = n_steps + 1
+        self._partial_step = step
         return self
 
     def _check_given_bases(self, n_sources, n_features, dtype):
@@ -211,9 +337,10 @@ class _BaseUnfoldedNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regres
         return bases
 
     # ------------------------------------------------------------ inference
-    def _source_slices(self):
+    def _source_slices(self, n_sources=None):
         R = self.n_components
-        return [slice(l * R, (l + 1) * R) for l in range(self.n_sources_)]
+        n_sources = self.n_sources_ if n_sources is None else n_sources
+        return [slice(l * R, (l + 1) * R) for l in range(n_sources)]
 
     def _n_fixed_iterations(self):
         # Iterations k = 1..K use W^(k-1); W^(K-C+1)..W^K are trained (W^K
@@ -222,18 +349,29 @@ class _BaseUnfoldedNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regres
         C = self._n_trained()
         return self.n_layers - C + 1 if C else self.n_layers
 
-    def _fixed_part(self, X):
-        W_fixed = self.bases_.T.astype(X.dtype, copy=False)
+    def _fixed_part(self, X, bases=None, mu=None, scale=1.0):
+        """Output of the fixed iterations for every frame, (n_sources * n_components, n_samples).
+
+        Computed ``batch_size`` frames at a time into a :func:`frame_buffer`
+        (a temporary file when X is memory mapped), on ``X / scale``.
+        ``bases`` and ``mu`` default to ``bases_`` and ``sparsity``.
+        """
+        bases = self.bases_ if bases is None else bases
+        W_fixed = bases.T.astype(X.dtype, copy=False)
         beta1 = beta_loss_to_float(self.beta_loss)
+        mu = float(self.sparsity) if mu is None else mu
+        n_fixed, exponent = self._n_fixed_iterations(), mm_exponent(beta1)
         chunks = frame_chunks(X.shape[0], self.batch_size)
-        parts = map_chunks(
-            lambda c: fixed_activations(
-                X[c].T, W_fixed, self._n_fixed_iterations(), beta1, float(self.sparsity), mm_exponent(beta1)
-            ),
-            chunks,
-            self.n_jobs,
-        )
-        return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+        H_start = frame_buffer(X.shape[0], W_fixed.shape[1], X.dtype, like=X)
+
+        def one(chunk):
+            M_ctx = X[chunk].T if scale == 1.0 else X[chunk].T / scale
+            return fixed_activations(M_ctx, W_fixed, n_fixed, beta1, mu, exponent)
+
+        parts = imap_chunks(one, chunks, self.n_jobs)
+        for chunk, part in zip(chunks, parts):
+            H_start[:, chunk] = part
+        return H_start
 
     def _layers(self, dtype):
         if self._n_trained():
@@ -246,7 +384,9 @@ class _BaseUnfoldedNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regres
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         beta1 = beta_loss_to_float(self.beta_loss)
         check_nmf_input(X, beta1, f"{type(self).__name__} (input X)")
-        mu, exponent = float(self.sparsity), mm_exponent(beta1)
+        # Extreme scales: the same network on X / scale (see _scaled_problem).
+        scale = safe_scale(X)
+        mu, exponent = scaled_sparsity(float(self.sparsity), beta1, scale, X.dtype), mm_exponent(beta1)
         W_fixed = self.bases_.T.astype(X.dtype, copy=False)
         layers = self._layers(X.dtype)
         F = self.n_frequencies_
@@ -254,17 +394,23 @@ class _BaseUnfoldedNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regres
         slices = self._source_slices()
 
         def one(chunk):
-            M_ctx = X[chunk].T
+            M_ctx = X[chunk].T if scale == 1.0 else X[chunk].T / scale
             M = M_ctx[-F:]
             H = fixed_activations(M_ctx, W_fixed, n_fixed, beta1, mu, exponent)
             H = trained_forward(M, H, layers, beta1, mu, exponent)
             if output == "activations":
-                return H.T
-            estimates, _, _ = wiener_forward(M, layers[-1], H, slices)
-            return np.hstack([S.T for S in estimates])
+                out = H.T
+            else:
+                estimates, _, _ = wiener_forward(M, layers[-1], H, slices)
+                out = np.hstack([S.T for S in estimates])
+            return out if scale == 1.0 else out * scale
 
-        parts = map_chunks(one, frame_chunks(X.shape[0], self.batch_size), self.n_jobs)
-        return np.ascontiguousarray(np.vstack(parts))
+        chunks = frame_chunks(X.shape[0], self.batch_size)
+        width = self.bases_.shape[0] if output == "activations" else self.n_sources_ * F
+        out = np.empty((X.shape[0], width), dtype=X.dtype)
+        for chunk, part in zip(chunks, imap_chunks(one, chunks, self.n_jobs)):
+            out[chunk] = part
+        return out
 
     def predict(self, X):
         """Source estimates by the Wiener-like filter of the last layer (eq. 34).
@@ -352,6 +498,49 @@ class _BaseUnfoldedNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Regres
         return tags
 
 
+_PARTIAL_FIT_DOC = """Update the trained layers with one mini-batch (mini-batch multiplicative back-propagation).
+
+        For training sets that do not fit in memory or arrive as a stream:
+        call it on consecutive batches of frames.
+
+        - The first call sets the network up from its batch exactly as
+          :meth:`fit` does: the fixed bases are ``bases`` when given,
+          otherwise sparse NMF bases learned on this batch's source spectra
+          (so make it a large, representative batch, or learn the bases
+          beforehand, e.g. with ``SparseNMF.partial_fit`` per source, and pass
+          them as ``bases``); the trained layers start from them.
+        - Every call (the first included) then takes one multiplicative
+          back-propagation update of the trained layers,
+          ``W <- W * ([grad]_- / [grad]_+) ** step`` (eq. 38), with the
+          positive and negative gradient parts of this batch's frames only
+          (summed ``batch_size`` frames at a time). The update is kept only
+          if it does not increase the batch's objective; otherwise ``step``
+          is halved and the update retried, and after an accepted update
+          the next call starts from twice the accepted ``step`` (at most 1),
+          as in fit. ``max_iter`` and ``tol`` are not used.
+
+        One call on all the data equals ``fit`` with ``max_iter=1``; ``k``
+        calls on the same data equal ``fit`` with ``max_iter=k, tol=0`` as
+        long as every update is accepted. After :meth:`fit`, calls refine the
+        fitted layers. ``n_iter_`` counts the accepted updates and
+        ``loss_curve_`` gets the objective per frame of each batch after its
+        update (different batches, so it need not decrease). An interrupt
+        leaves the estimator as it was before the call.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_context * n_frequencies)
+            Context-stacked mixture magnitudes of the batch.
+        Y : array-like of shape (n_samples, n_sources * n_context * n_frequencies)
+            The batch's source magnitudes, stacked like X, source 0 first;
+            the same sources in every batch.
+
+        Returns
+        -------
+        self : object
+        """
+
+
 _DOC_PARAMS_COMMON = """
     n_components : int, default=100
         Number of bases R per source.
@@ -385,7 +574,9 @@ _DOC_PARAMS_COMMON = """
         ``n_trained_layers``, so a grid search over those can share them.
         Used as given (rows should have unit L2 norm, source 0 first).
     batch_size : int, default=4096
-        Frames processed at once; bounds the memory of intermediates.
+        Frames processed at once, in fit, partial_fit and inference, also by
+        the sparse NMF of the bases; bounds the memory of intermediates.
+        Results do not depend on it (up to rounding).
     n_jobs : int, default=None
         Threads that process chunks of frames in parallel (joblib; -1 uses all
         cores). Results do not depend on it.
@@ -418,6 +609,8 @@ _DOC_ATTRIBUTES = """
         Final training objective per frame (None when nothing is trained).
     n_params_ : dict
         Total and discriminatively trained parameter counts (P and P_D).
+    n_steps_ : int
+        Number of :meth:`partial_fit` calls since the last fit (0 after fit).
     n_features_in_ : int
         Number of columns of X seen in fit.
 """
@@ -529,6 +722,13 @@ class DeepNMF(_BaseUnfoldedNMF):
     def _n_trained(self):
         return self.n_trained_layers
 
+    @_fit_context(prefer_skip_nested_validation=True)
+    @restore_on_interrupt
+    def partial_fit(self, X, Y):
+        return self._partial_fit(X, Y)
+
+    partial_fit.__doc__ = _PARTIAL_FIT_DOC
+
 
 class DiscriminativeNMF(_BaseUnfoldedNMF):
     __doc__ = (
@@ -590,3 +790,10 @@ class DiscriminativeNMF(_BaseUnfoldedNMF):
 
     def _n_trained(self):
         return 1
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    @restore_on_interrupt
+    def partial_fit(self, X, Y):
+        return self._partial_fit(X, Y)
+
+    partial_fit.__doc__ = _PARTIAL_FIT_DOC

@@ -32,7 +32,9 @@ def build_parser():
     parser.add_argument("--n-layers", type=int, default=25, help="K, unfolded iterations (default 25)")
     parser.add_argument("--n-components", type=int, default=100, help="R, bases per source (default 100)")
     parser.add_argument("--sparsity", type=float, default=1.0, help="mu, L1 weight (default 1.0)")
-    parser.add_argument("--train-utterances", type=int, default=60, help="training utterances mixed (default 60)")
+    parser.add_argument(
+        "--train-utterances", type=int, default=None, help="training utterances mixed at every SNR (default: all 299)"
+    )
     parser.add_argument("--train-frames", type=int, default=10000, help="training frames kept (default 10000)")
     parser.add_argument("--test-utterances", type=int, default=40, help="test utterances (default 40)")
     parser.add_argument("--max-iter", type=int, default=100, help="discriminative updates (default 100)")

@@ -1,5 +1,6 @@
 """Sparse NMF with unit-norm bases learned by normalization-aware updates."""
 
+import functools
 import warnings
 from numbers import Integral, Real
 
@@ -11,7 +12,41 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
 
 from ._divergences import _BETA_LOSS_NAMES, beta_loss_to_float, eps_for
-from ._nmf_updates import fit_sparse_nmf, infer_activations, initial_activations, normalize_columns
+from ._nmf_updates import (
+    bases_gradient_parts,
+    fit_sparse_nmf,
+    frame_buffer,
+    frame_chunks,
+    infer_activations_batched,
+    normalize_columns,
+    normalized_bases_step,
+    safe_scale,
+    scale_power,
+    scaled_sparsity,
+)
+
+
+def restore_on_interrupt(method):
+    """Undo every attribute change of a fitting method that a KeyboardInterrupt escapes.
+
+    A fitting loop that catches the interrupt itself returns normally with the
+    parameters reached so far; an interrupt anywhere else (validation,
+    initialization, a stage that cannot stop halfway) leaves the estimator
+    exactly as it was before the call, unfitted or with its previous fit,
+    never half-updated.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        before = dict(vars(self))
+        try:
+            return method(self, *args, **kwargs)
+        except KeyboardInterrupt:
+            vars(self).clear()
+            vars(self).update(before)
+            raise
+
+    return wrapper
 
 
 def check_nmf_input(X, beta, whom):
@@ -44,14 +79,25 @@ def init_bases(M, n_components, init, random_state):
     return normalize_columns(W.astype(M.dtype, copy=False), eps_for(M.dtype))
 
 
-def init_training_activations(M, W, random_state):
-    """Random positive activations whose model matches the data's mean level."""
+def init_training_activations(M, W, random_state, *, out=None, batch_size=None):
+    """Random positive activations whose model matches the data's mean level.
+
+    With ``out`` (e.g. a :func:`frame_buffer`) the values are written there
+    ``batch_size`` frames at a time, drawn in the same order from the
+    generator, so they are bit-identical to the one-shot array.
+    """
     rng = check_random_state(random_state)
     n_components, n_frames = W.shape[1], M.shape[1]
     level = np.sqrt(max(float(M.mean()), 0.0) / n_components) if M.size else 1.0
     level = level if level > 0 else 1.0
-    H = level * rng.uniform(0.5, 1.5, size=(n_components, n_frames))
-    return H.astype(M.dtype, copy=False)
+    if out is None:
+        H = level * rng.uniform(0.5, 1.5, size=(n_components, n_frames))
+        return H.astype(M.dtype, copy=False)
+    # Row after row, chunk after chunk: the C order of the one-shot draw.
+    for r in range(n_components):
+        for chunk in frame_chunks(n_frames, batch_size):
+            out[r, chunk] = level * rng.uniform(0.5, 1.5, size=chunk.stop - chunk.start)
+    return out
 
 
 class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -93,6 +139,18 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         Seeds the initialization. An int gives bit-identical results.
     verbose : int, default=0
         Print the objective after the first and every 10th iteration of fit.
+    batch_size : int, default=None
+        Frames processed at once by fit, transform and partial_fit; bounds
+        the memory of intermediates (e.g. for a ``numpy.memmap`` X). fit runs
+        the same full-batch algorithm whatever the value (the basis update
+        sums the chunks' gradient parts), so results only change by
+        rounding. None processes all frames at once.
+    forget_factor : float, default=0.7
+        Weight of the past in :meth:`partial_fit`: each call multiplies the
+        basis-gradient statistics accumulated so far by it before adding the
+        new batch's (as ``sklearn.decomposition.MiniBatchNMF`` does). 0 uses
+        the current batch only, 1 weighs every batch seen equally. Not used
+        by fit.
 
     Attributes
     ----------
@@ -107,10 +165,22 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         non-increasing.
     n_iter_ : int
         Number of iterations run by fit.
+    n_steps_ : int
+        Number of mini-batches processed by :meth:`partial_fit` since the
+        last fit (0 after fit).
     n_features_in_ : int
         Number of features seen during fit.
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Names of features seen during fit, when X has string column names.
+
+    Notes
+    -----
+    The objective is scale-equivariant: with ``X = s X'`` the solution is
+    ``H = s H'`` for the sparsity ``sparsity * s**(1 - beta)``. Data whose
+    largest value is far from 1 (outside ``[2**-16, 2**16]`` in float32,
+    ``[2**-128, 2**128]`` in float64) is therefore solved on ``X / s`` with
+    ``s`` a power of two and mapped back, exactly, so that float32 spectra
+    at 1e30 or 1e-30 neither overflow nor sink under the division guards.
 
     See Also
     --------
@@ -148,6 +218,8 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         "init": [StrOptions({"exemplar", "random"})],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "forget_factor": [Interval(Real, 0, 1, closed="both")],
     }
 
     def __init__(
@@ -161,6 +233,8 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         init="exemplar",
         random_state=None,
         verbose=0,
+        batch_size=None,
+        forget_factor=0.7,
     ):
         self.n_components = n_components
         self.beta_loss = beta_loss
@@ -170,6 +244,8 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         self.init = init
         self.random_state = random_state
         self.verbose = verbose
+        self.batch_size = batch_size
+        self.forget_factor = forget_factor
 
     def _check_X(self, X, reset):
         X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
@@ -177,36 +253,62 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         return X
 
     @_fit_context(prefer_skip_nested_validation=True)
+    @restore_on_interrupt
     def fit(self, X, y=None):
         """Learn the bases from X.
+
+        A ``KeyboardInterrupt`` during the iterations stops training with a
+        warning and keeps the bases of the last completed iteration (as
+        scikit-learn's ``MLPClassifier`` does); one before the first
+        iteration is complete leaves the estimator as it was before the call.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
             Non-negative data, e.g. magnitude spectra (one frame per row).
+            A ``numpy.memmap`` is read ``batch_size`` frames at a time.
         y : Ignored
 
         Returns
         -------
         self : SparseNMF
         """
+        return self._fit(X, stop_on_interrupt=True)
+
+    def _fit(self, X, *, stop_on_interrupt):
+        """fit without parameter validation; DeepNMF trains its bases with it."""
         X = self._check_X(X, reset=True)
         beta = beta_loss_to_float(self.beta_loss)
         n_components = X.shape[1] if self.n_components is None else self.n_components
         rng = check_random_state(self.random_state)
-        M = X.T
+        # Data at extreme scales is solved as the equivalent problem on
+        # X / scale (a power of two; see safe_scale).
+        scale = safe_scale(X)
+        M = X.T if scale == 1.0 else X.T / scale
         W = init_bases(M, n_components, self.init, rng)
-        H = init_training_activations(M, W, rng)
+        n_frames = M.shape[1]
+        if self.batch_size is None or self.batch_size >= n_frames:
+            H = init_training_activations(M, W, rng)
+        else:
+            # The activations of every frame are the solver's state; they
+            # live in a temporary file when X is memory mapped.
+            H = frame_buffer(n_frames, n_components, M.dtype, like=X)
+            init_training_activations(M, W, rng, out=H, batch_size=self.batch_size)
         W, H, n_iter, loss_curve = fit_sparse_nmf(
             M,
             W,
             H,
             beta=beta,
-            mu=float(self.sparsity),
+            mu=scaled_sparsity(float(self.sparsity), beta, scale, M.dtype),
             max_iter=self.max_iter,
             tol=self.tol,
             verbose=self.verbose,
+            batch_size=self.batch_size,
+            stop_on_interrupt=stop_on_interrupt,
         )
+        del H
+        # The objective of X is scale**beta times that of X / scale.
+        loss_curve = [loss * scale_power(scale, beta) for loss in loss_curve]
         if n_iter == self.max_iter and self.tol > 0:
             warnings.warn(
                 f"Maximum number of iterations {self.max_iter} reached. Increase it to improve convergence.",
@@ -217,6 +319,83 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         self.n_iter_ = n_iter
         self.loss_curve_ = loss_curve
         self.reconstruction_err_ = loss_curve[-1]
+        # A later partial_fit refines these bases, without older statistics.
+        self.n_steps_ = 0
+        self._bases_stats = None
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    @restore_on_interrupt
+    def partial_fit(self, X, y=None):
+        """Update the bases with one mini-batch of frames (online sparse NMF).
+
+        For out-of-core or streaming training, call it on consecutive
+        batches. In the spirit of ``sklearn.decomposition.MiniBatchNMF``
+        (Lefèvre, Bach & Févotte 2011): the batch's activations are inferred
+        with the current bases (as :meth:`transform` does), the negative and
+        positive parts of the gradient of the divergence in the bases are
+        added to the statistics of the previous batches, weighted by
+        ``forget_factor``, and the bases take one normalization-aware
+        multiplicative step (Le Roux et al. 2015) with those statistics:
+
+            A <- forget_factor * A + (X Lam^(beta-2)) H^T,
+            B <- forget_factor * B + Lam^(beta-1) H^T,
+            W <- normalize(W * [A + W 1 1^T (W * B)] / [B + W 1 1^T (W * A)]).
+
+        With ``forget_factor=0`` and all the data as one batch this is one
+        iteration of fit with the activations solved to convergence first.
+        Unlike fit, no step is checked against the objective: the mini-batch
+        objective is noisy, as in MiniBatchNMF.
+
+        The first call initializes the bases from the batch (``init``,
+        ``random_state``); after :meth:`fit`, calls refine the fitted bases.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Non-negative data, one frame per row.
+        y : Ignored
+
+        Returns
+        -------
+        self : SparseNMF
+        """
+        first = not hasattr(self, "components_")
+        X = self._check_X(X, reset=first)
+        beta = beta_loss_to_float(self.beta_loss)
+        mu = float(self.sparsity)
+        if first:
+            n_components = X.shape[1] if self.n_components is None else self.n_components
+            W = init_bases(X.T, n_components, self.init, check_random_state(self.random_state))
+            n_steps = 0
+        else:
+            n_components, n_steps = self.n_components_, getattr(self, "n_steps_", 0)
+            W = self.components_.T
+        M = X.T.astype(W.dtype, copy=False)
+        scale = safe_scale(M)
+        mu = scaled_sparsity(mu, beta, scale, M.dtype)
+        neg, pos = np.zeros(W.shape), np.zeros(W.shape)
+        for chunk in frame_chunks(M.shape[1], self.batch_size):
+            M_c = M[:, chunk] if scale == 1.0 else M[:, chunk] / scale
+            H_c = infer_activations_batched(M_c, W, beta=beta, mu=mu, max_iter=self.max_iter, tol=self.tol)
+            n_c, p_c = bases_gradient_parts(M_c, W, H_c, beta)
+            neg += n_c
+            pos += p_c
+        # Statistics are kept as (neg, pos, u) meaning (neg, pos) * 2**u, so
+        # that batches at any scale combine without overflow: the parts of X
+        # are scale**beta times those of X / scale.
+        unit = float(np.log2(scale)) * beta
+        previous = getattr(self, "_bases_stats", None)
+        if previous is not None and previous[0].shape == W.shape:
+            old_neg, old_pos, old_unit = previous if len(previous) == 3 else (*previous, 0.0)
+            top = max(unit, old_unit)
+            new_weight, old_weight = scale_power(2.0, unit - top), self.forget_factor * scale_power(2.0, old_unit - top)
+            neg, pos, unit = new_weight * neg + old_weight * old_neg, new_weight * pos + old_weight * old_pos, top
+        W = normalized_bases_step(W, neg, pos, eps_for(W.dtype)).astype(W.dtype, copy=False)
+        self.components_ = np.ascontiguousarray(W.T)
+        self.n_components_ = n_components
+        self.n_steps_ = n_steps + 1
+        self._bases_stats = (neg, pos, unit)
         return self
 
     def fit_transform(self, X, y=None):
@@ -255,19 +434,23 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         """
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
-        M = X.T
+        beta = beta_loss_to_float(self.beta_loss)
+        scale = safe_scale(X)
+        M = X.T if scale == 1.0 else X.T / scale
         W = self.components_.T.astype(X.dtype, copy=False)
-        H = initial_activations(M, W)
-        H, _, _ = infer_activations(
+        H = infer_activations_batched(
             M,
             W,
-            H,
-            beta=beta_loss_to_float(self.beta_loss),
-            mu=float(self.sparsity),
+            beta=beta,
+            mu=scaled_sparsity(float(self.sparsity), beta, scale, X.dtype),
             max_iter=self.max_iter,
             tol=self.tol,
+            batch_size=self.batch_size,
         )
-        return np.ascontiguousarray(H.T)
+        H = np.ascontiguousarray(H.T)
+        if scale != 1.0:
+            H *= scale
+        return H
 
     def inverse_transform(self, X):
         """Map activations back to data space: ``X @ components_``.

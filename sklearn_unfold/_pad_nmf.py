@@ -1,0 +1,491 @@
+"""Physics-aware deep NMF (PAD-NMF): block-Hankel weights, fixed dictionary, reconstruction loss.
+
+Array math only, in the orientation of :mod:`._unfolded_nmf`: spectra ``M``
+(n_features, n_frames), bases ``W`` (n_features, n_components), activations
+``H`` (n_components, n_frames). Nothing here sees an estimator; the layer
+steps themselves (eq. 33 forward, eq. 83-87 / 102-105 backward, the Wiener
+layer) are those of :mod:`._unfolded_nmf`, reused unchanged.
+
+Block-Hankel weights (how the slides and the authors' code are read here)
+-------------------------------------------------------------------------
+A context-stacked column holds ``T`` consecutive frames of ``F`` values, the
+oldest first (block ``b = 0 .. T-1``, the target frame last), so consecutive
+columns of a context-stacked spectrogram are shifted copies of each other:
+the context matrix of a signal is block-Hankel. The authors' MATLAB code
+(ErikChinellato/PhD, ``DNMF/InitializeWeights.m``, ``UpdateWeights.m``,
+options ``'Context'`` / ``'CausalityPreserving'``) builds each dictionary
+group from ``r`` *consecutive* context columns of one clean event, so atom
+``j`` of a group is the event seen ``j`` frames later; its ``T x r`` grid of
+``F``-blocks satisfies ``W[b, j] = g[b + j]`` for a generator sequence ``g``
+of ``T + r - 1`` frames (constant along anti-diagonal blocks: block-Hankel,
+blocks of size ``F x 1``). The n_components atoms of every source are split
+into groups of ``group_size`` consecutive atoms, each group block-Hankel with
+its own generator. That code keeps the structure during back-propagation
+only through a zero mask (the blocks before an event's onset); here it is
+kept exactly: the weights are parametrized by their generators, the
+gradient with respect to a generator is the adjoint of the expansion (the sum
+of the gradient over each anti-diagonal block), and the multiplicative update
+is applied to the generator. Because the expansion has non-negative (0/1)
+coefficients, the adjoint maps the positive and negative gradient parts to
+the positive and negative parts of the generator gradient, so
+
+    W <- W * P([grad W]_-) / P([grad W]_+)
+
+(``P`` the orthogonal projection onto the block-Hankel matrices, i.e. the
+average over each anti-diagonal block) keeps ``W`` non-negative *and* exactly
+block-Hankel: the ratio is itself block-Hankel and the element-wise product
+of two block-Hankel matrices is block-Hankel. The forward pass uses
+``P(W)``, which is ``W`` once projected. A zero generator frame (e.g. the
+pre-onset blocks of the MATLAB code's causal mask) stays zero. Not taken
+over: that code's optional projection of the *activations* in the forward
+pass (``ForwardPropagationProjection = 'EnergyPreserving'``, which gives every
+atom of a group the group's total activation; its activation mask is
+commented out there), and its rescaling of each atom to unit maximum after
+every update, which would break the block-Hankel structure (here a whole
+group is scaled, and only while learning the fixed bases).
+
+Loss with a reconstruction penalty (slides, "suitable loss function")
+---------------------------------------------------------------------
+``E = sum_l w_l D_beta2(S_l | M * Lam_l / Lam) + gamma sum_l w_l D_2(S_l | Lam_l)``
+with ``Lam_l = W_l^K H_l^K``: the Wiener-filter term of :func:`wiener_backward`
+plus a direct reconstruction error of each weighted source's part of the
+last layer (``D_2`` is half the squared Euclidean distance). With the
+default weights ``(1, 0, ...)`` and ``beta2 = 2`` this is half of the slides'
+``||S - F o X||^2 + gamma ||S - W_S^K H_S^K||^2``. The penalty's derivative in
+``Lam_l`` is ``gamma w_l (Lam_l - S_l)``: positive part ``gamma w_l Lam_l``,
+negative part ``gamma w_l S_l``, propagated to ``H_l`` and ``W_l`` by
+``W_l^T`` and ``H_l^T`` (non-negative, so the signs are kept).
+
+References
+----------
+.. [1] E. Chinellato, F. Marcuzzi, "Physics-aware deep non-negative matrix
+   factorization (PAD-NMF)", slides, University of Padova, 2024.
+.. [2] J. R. Hershey, J. Le Roux, F. Weninger, "Deep unfolding: model-based
+   inspiration of novel deep architectures", 2014, eq. 33-42, 83-87, 98-105.
+.. [3] J. Le Roux, F. Weninger, J. R. Hershey, "Sparse NMF - half-baked or well
+   done?", MERL TR2015-023, 2015 (normalization-aware basis updates).
+"""
+
+import time
+
+import numpy as np
+
+from ._divergences import eps_for, mm_exponent
+from ._nmf_updates import make_objective, model, update_activations
+from ._unfolded_nmf import frame_chunks, layer_backward, map_chunks, trained_forward, wiener_backward
+
+
+# --------------------------------------------------------------------------
+# Block-Hankel structure
+# --------------------------------------------------------------------------
+class BlockHankel:
+    """Block-Hankel weights ``W[b, j] = g[b + j]`` for groups of consecutive atoms.
+
+    ``W`` has shape (n_context * n_freqs, n_groups * group_size); row block
+    ``b`` (rows ``b F .. (b+1) F - 1``) is context frame ``b``. The atoms
+    (columns) form ``n_groups`` groups of ``group_size`` consecutive columns;
+    group ``k`` is generated by ``gen[k]`` of shape
+    (n_context + group_size - 1, n_freqs).
+
+    Parameters
+    ----------
+    n_context : int
+        Context frames T per column.
+    n_freqs : int
+        Values F per frame.
+    group_size : int
+        Atoms r per block-Hankel group (1 leaves the atoms unconstrained).
+    """
+
+    def __init__(self, n_context, n_freqs, group_size):
+        self.n_context, self.n_freqs, self.group_size = int(n_context), int(n_freqs), int(group_size)
+        T, r = self.n_context, self.group_size
+        self.n_lags = T + r - 1
+        # diag[b, j] = b + j: the generator frame of block b of atom j.
+        self._diag = (np.arange(T)[:, np.newaxis] + np.arange(r)[np.newaxis, :]).ravel()
+        self._onehot = np.zeros((T * r, self.n_lags))
+        self._onehot[np.arange(T * r), self._diag] = 1.0
+        # Number of blocks on each anti-diagonal.
+        self.counts = self._onehot.sum(axis=0)
+
+    def n_groups(self, n_components):
+        return n_components // self.group_size
+
+    def expand(self, gen):
+        """Weights from generators: (n_groups, n_lags, F) -> (T F, n_groups r). Exact copies."""
+        T, F, r = self.n_context, self.n_freqs, self.group_size
+        G = gen.shape[0]
+        blocks = gen[:, self._diag, :].reshape(G, T, r, F)
+        return np.ascontiguousarray(blocks.transpose(1, 3, 0, 2).reshape(T * F, G * r))
+
+    def adjoint(self, A):
+        """Sum of ``A`` over each anti-diagonal block: (T F, n_groups r) -> (n_groups, n_lags, F).
+
+        The adjoint of :meth:`expand`, i.e. the gradient with respect to the
+        generators of a function whose gradient in ``W`` is ``A``.
+        """
+        T, F, r = self.n_context, self.n_freqs, self.group_size
+        G = A.shape[1] // r
+        blocks = A.reshape(T, F, G, r).transpose(2, 0, 3, 1).reshape(G, T * r, F)
+        return np.matmul(self._onehot.T.astype(A.dtype, copy=False), blocks)
+
+    def generator(self, W):
+        """Generators of the nearest block-Hankel matrix (anti-diagonal averages)."""
+        return self.adjoint(W) / self.counts.astype(W.dtype, copy=False)[:, np.newaxis]
+
+    def project(self, W):
+        """Orthogonal (Frobenius) projection onto the block-Hankel matrices."""
+        return self.expand(self.generator(W))
+
+    def group_norms(self, gen):
+        """``sqrt(||W_k||_F^2 / r)`` per group: the root-mean-square atom norm."""
+        sq = np.einsum("kdf,kdf->kd", gen, gen) @ self.counts.astype(gen.dtype, copy=False)
+        return np.sqrt(sq / self.group_size)
+
+
+def hankel_ratio(structure, plus, minus, eps):
+    """Multiplicative factor ``P([grad]_-) / P([grad]_+)`` expanded to the weights' shape.
+
+    ``P`` averages over anti-diagonal blocks; the anti-diagonal counts cancel
+    in the ratio, so it is the ratio of the generator gradient's parts.
+    """
+    num = structure.adjoint(minus)
+    den = structure.adjoint(plus)
+    np.maximum(den, eps, out=den)
+    num /= den
+    return structure.expand(num)
+
+
+# --------------------------------------------------------------------------
+# Block-Hankel sparse NMF (the fixed bases of the first layers)
+# --------------------------------------------------------------------------
+def _update_hankel_bases(structure, M, gen, H, beta, Lam, eps, step):
+    """Normalization-aware multiplicative update of unit-RMS-norm Hankel generators.
+
+    The analogue of :func:`~._nmf_updates.update_bases_normalized` [3] for
+    the generator parametrization: with ``A_+ = P*(Lam^(beta-1) H^T)`` and
+    ``A_- = P*((M Lam^(beta-2)) H^T)`` (``P*`` = :meth:`BlockHankel.adjoint`)
+    and the group norm ``N_k^2 = sum_d c_d ||g_kd||^2 / r`` held at 1, the
+    gradient through the normalization is ``A - <A, g_k> c g_k / r``, so
+
+        g <- g * [A_- + c g <A_+, g>/r] / [A_+ + c g <A_-, g>/r]
+
+    followed by renormalization.
+    """
+    if beta == 1:
+        neg = (M / Lam) @ H.T
+        pos = np.broadcast_to(H.sum(axis=1), (M.shape[0], H.shape[0]))
+    else:
+        Lb2 = Lam ** (beta - 2.0)
+        neg = (M * Lb2) @ H.T
+        pos = (Lb2 * Lam) @ H.T
+    A_plus, A_minus = structure.adjoint(np.ascontiguousarray(pos)), structure.adjoint(neg)
+    cg = gen * structure.counts.astype(gen.dtype, copy=False)[:, np.newaxis] / structure.group_size
+    numer = A_minus + cg * np.einsum("kdf,kdf->k", gen, A_plus)[:, np.newaxis, np.newaxis]
+    denom = A_plus + cg * np.einsum("kdf,kdf->k", gen, A_minus)[:, np.newaxis, np.newaxis]
+    np.maximum(denom, eps, out=denom)
+    numer /= denom
+    if step != 1.0:
+        numer **= step
+    numer *= gen
+    return _normalize_generators(structure, numer, eps)
+
+
+def _normalize_generators(structure, gen, eps):
+    norms = np.maximum(structure.group_norms(gen), eps)
+    return gen / norms[:, np.newaxis, np.newaxis]
+
+
+def init_hankel_generators(structure, M, n_components, rng):
+    """Exemplar start: group k's generator is a random context column of ``M``.
+
+    Atom 0 of the group is that column; the generator frames after its last
+    block repeat the last frame. A small random floor (1e-3 of the data's
+    mean) keeps exact zeros from locking under multiplicative updates; each
+    group is scaled to unit RMS atom norm.
+    """
+    T, F = structure.n_context, structure.n_freqs
+    G = structure.n_groups(n_components)
+    n_frames = M.shape[1]
+    scale = float(M.mean()) if M.size else 1.0
+    scale = scale if scale > 0 else 1.0
+    idx = rng.choice(n_frames, size=G, replace=G > n_frames)
+    exemplars = M[:, idx].reshape(T, F, G).transpose(2, 0, 1)  # (G, T, F)
+    lag_frame = np.minimum(np.arange(structure.n_lags), T - 1)
+    gen = exemplars[:, lag_frame, :] + 1e-3 * scale * rng.uniform(size=(G, structure.n_lags, F))
+    return _normalize_generators(structure, gen.astype(M.dtype, copy=False), eps_for(M.dtype))
+
+
+def fit_hankel_sparse_nmf(structure, M, gen, H, *, beta, mu, max_iter, tol, max_halvings=8):
+    """Sparse NMF ``M ~ W H`` with block-Hankel bases ``W = expand(gen)``.
+
+    Alternates the activation update of eq. 33 (a majorization-minimization
+    step) with the normalization-aware generator update of
+    :func:`_update_hankel_bases`; a basis step that would increase the
+    objective ``D_beta(M | W H) + mu ||H||_1`` is retried with its exponent
+    halved, so the recorded objective never increases (the scheme of
+    :func:`~._nmf_updates.fit_sparse_nmf`).
+
+    Parameters
+    ----------
+    structure : BlockHankel
+    M : ndarray of shape (n_context * n_freqs, n_frames)
+    gen : ndarray of shape (n_groups, n_lags, n_freqs)
+        Starting generators (unit RMS atom norm per group).
+    H : ndarray of shape (n_groups * group_size, n_frames)
+    beta, mu : float
+    max_iter : int
+    tol : float
+
+    Returns
+    -------
+    gen, H : ndarray
+    n_iter : int
+    loss_curve : list of float
+    """
+    eps = eps_for(M.dtype)
+    exponent = mm_exponent(beta)
+    objective = make_objective(M, beta, mu)
+    W = structure.expand(gen)
+    Lam = model(W, H, eps)
+    loss = objective(Lam, H)
+    loss_curve = [loss]
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):
+        H = update_activations(M, W, H, beta, mu, exponent=exponent, Lam=Lam)
+        Lam = model(W, H, eps)
+        previous = loss
+        step = 1.0
+        for _ in range(max_halvings + 1):
+            gen_new = _update_hankel_bases(structure, M, gen, H, beta, Lam, eps, step)
+            W_new = structure.expand(gen_new)
+            Lam_new = model(W_new, H, eps)
+            loss_new = objective(Lam_new, H)
+            if loss_new <= previous:
+                gen, W, Lam, loss = gen_new, W_new, Lam_new, loss_new
+                break
+            step *= 0.5
+        else:
+            loss = objective(Lam, H)
+        loss_curve.append(loss)
+        if tol > 0 and previous - loss <= tol * abs(loss):
+            break
+    return gen, H, n_iter, loss_curve
+
+
+# --------------------------------------------------------------------------
+# Output layer: Wiener filter (eq. 34, 98-101) plus the reconstruction penalty
+# --------------------------------------------------------------------------
+def reconstruction_penalty(sources, W, H, source_slices, weights, gamma):
+    """``gamma sum_l w_l D_2(S_l | W_l H_l)`` and its gradient parts in ``W`` and ``H``.
+
+    Returns
+    -------
+    loss : float
+    (dWp, dWm) : ndarrays like W
+    (dHp, dHm) : ndarrays like H
+    """
+    dWp, dWm = np.zeros_like(W), np.zeros_like(W)
+    dHp, dHm = np.zeros_like(H), np.zeros_like(H)
+    loss = 0.0
+    for S_l, sl, w in zip(sources, source_slices, weights):
+        if not w:
+            continue
+        Lam_l = W[:, sl] @ H[sl]
+        diff = S_l - Lam_l
+        loss += 0.5 * gamma * w * float(np.vdot(diff, diff))
+        pos, neg = (gamma * w) * Lam_l, (gamma * w) * S_l
+        dHp[sl] = W[:, sl].T @ pos
+        dHm[sl] = W[:, sl].T @ neg
+        dWp[:, sl] = pos @ H[sl].T
+        dWm[:, sl] = neg @ H[sl].T
+    return loss, (dWp, dWm), (dHp, dHm)
+
+
+def output_backward(M, sources, W, H, source_slices, weights, beta, gamma):
+    """Objective ``E`` of the output layer and its gradient parts (slides' loss).
+
+    The Wiener term of :func:`~._unfolded_nmf.wiener_backward` plus, for
+    ``gamma > 0``, :func:`reconstruction_penalty`; positive parts add to
+    positive parts.
+
+    Returns
+    -------
+    loss : float
+    (dWp, dWm) : ndarrays like W
+    (dHp, dHm) : ndarrays like H
+    """
+    loss, (dWp, dWm), (dHp, dHm) = wiener_backward(M, sources, W, H, source_slices, weights, beta)
+    if gamma:
+        extra, (ep, em), (hp, hm) = reconstruction_penalty(sources, W, H, source_slices, weights, gamma)
+        loss += extra
+        dWp += ep
+        dWm += em
+        dHp += hp
+        dHm += hm
+    return loss, (dWp, dWm), (dHp, dHm)
+
+
+# --------------------------------------------------------------------------
+# The trained part of the network on one chunk, and its trainer
+# --------------------------------------------------------------------------
+def pad_chunk_loss_and_gradients(
+    M_layers, M, sources, H_start, W_layers, source_slices, weights, beta1, beta2, mu, exponent, gamma, lowest=0
+):
+    """Objective and gradient parts of the trained matrices on one chunk.
+
+    Parameters
+    ----------
+    M_layers : ndarray of shape (n_layer_features, n_frames)
+        What the update layers see: the target frames (``M``) or the
+        context-stacked mixture (context layers, ``W`` with T F rows).
+    M : ndarray of shape (n_freqs, n_frames)
+        Target frames of the mixture (the Wiener layer's input).
+    W_layers : list of ndarray
+        Update layers bottom to top, then the reconstruction layer ``W^K``
+        of shape (n_freqs, n_components).
+    lowest : int, default=0
+        Index of the lowest layer whose gradient is needed; the backward pass
+        stops there (layers below are frozen).
+
+    Returns
+    -------
+    loss : float
+    grads : list of (dWp, dWm) or None, one per entry of ``W_layers``
+        None for update layers below ``lowest``.
+    """
+    H_top, caches = trained_forward(M_layers, H_start, W_layers, beta1, mu, exponent, keep=True)
+    loss, dW_out, (Gp, Gm) = output_backward(M, sources, W_layers[-1], H_top, source_slices, weights, beta2, gamma)
+    grads = [None] * len(W_layers)
+    grads[-1] = dW_out
+    for i in range(len(caches) - 1, lowest - 1, -1):
+        dH, dW = layer_backward(
+            M_layers, W_layers[i], caches[i], Gp, Gm, beta1, exponent, need_input_grad=i > lowest
+        )
+        grads[i] = dW
+        if dH is not None:
+            Gp, Gm = dH
+    return loss, grads
+
+
+def train_pad_layers(
+    M_layers,
+    M,
+    sources,
+    H_start,
+    W_layers,
+    source_slices,
+    weights,
+    *,
+    trainable,
+    structures,
+    gamma,
+    beta1,
+    beta2,
+    mu,
+    exponent,
+    max_iter,
+    tol,
+    batch_size,
+    n_jobs=None,
+    verbose=0,
+    max_halvings=10,
+    name="PhysicsAwareDeepNMF",
+):
+    """Multiplicative back-propagation with frozen and block-Hankel layers.
+
+    The scheme of :func:`~._unfolded_nmf.train_layers` (eq. 38: gradients
+    accumulated over all frames chunk by chunk, ``W <- W * ratio ** step``,
+    an update that increases the objective retried with ``step`` halved, so
+    the recorded objective never increases), with three changes: the
+    objective is :func:`output_backward`'s (Wiener term + ``gamma`` times the
+    reconstruction penalty), layers with ``trainable[i] = False`` are left
+    as they are, and a layer with a :class:`BlockHankel` in ``structures[i]``
+    is updated by :func:`hankel_ratio`, which keeps it exactly block-Hankel.
+
+    Returns
+    -------
+    W_layers : list of ndarray
+    n_iter : int
+    loss_curve : list of float
+        Objective per frame at the start and after each accepted update.
+    """
+    n_frames = M.shape[1]
+    chunks = frame_chunks(n_frames, batch_size)
+    eps = eps_for(M.dtype)
+    active = [i for i, t in enumerate(trainable) if t]
+    lowest = min(active)
+
+    def evaluate(layers):
+        def one(chunk):
+            return pad_chunk_loss_and_gradients(
+                M_layers[:, chunk],
+                M[:, chunk],
+                [S[:, chunk] for S in sources],
+                H_start[:, chunk],
+                layers,
+                source_slices,
+                weights,
+                beta1,
+                beta2,
+                mu,
+                exponent,
+                gamma,
+                lowest,
+            )
+
+        results = map_chunks(one, chunks, n_jobs)
+        loss = sum(r[0] for r in results)
+        grads = [None] * len(layers)
+        for i in active:
+            plus = np.zeros(layers[i].shape)
+            minus = np.zeros(layers[i].shape)
+            for r in results:
+                plus += r[1][i][0]
+                minus += r[1][i][1]
+            grads[i] = (plus, minus)
+        return loss, grads
+
+    def ratios_of(grads):
+        out = {}
+        for i in active:
+            plus, minus = grads[i]
+            if structures[i] is None:
+                out[i] = minus / np.maximum(plus, eps)
+            else:
+                out[i] = hankel_ratio(structures[i], plus, minus, eps)
+        return out
+
+    start = time.perf_counter()
+    loss, grads = evaluate(W_layers)
+    loss_curve = [float(loss) / n_frames]
+    step = 1.0
+    n_iter = 0
+    for _ in range(max_iter):
+        ratios = ratios_of(grads)
+        for _halving in range(max_halvings + 1):
+            candidate = [
+                (W * ratios[i] ** step).astype(W.dtype, copy=False) if i in ratios else W
+                for i, W in enumerate(W_layers)
+            ]
+            new_loss, new_grads = evaluate(candidate)
+            if new_loss <= loss:
+                break
+            step *= 0.5
+        else:
+            if verbose:
+                print(f"{name}: no step size decreases the objective any more; stopping.")
+            break
+        previous = loss
+        W_layers, loss, grads = candidate, new_loss, new_grads
+        n_iter += 1
+        loss_curve.append(float(loss) / n_frames)
+        step = min(1.0, 2.0 * step)
+        if verbose:
+            print(
+                f"{name} iteration {n_iter:4d}: objective {loss / n_frames:.6g} per frame "
+                f"({time.perf_counter() - start:.2f} s)"
+            )
+        if tol > 0 and previous - loss <= tol * abs(loss):
+            break
+    return W_layers, n_iter, loss_curve
