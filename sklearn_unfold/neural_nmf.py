@@ -204,16 +204,18 @@ def init_factors(X, ranks, init, random_state):
         return factors
     inp = X.T  # scikit-learn orientation: samples are rows.
     for k in ranks:
-        nmf = NMF(
-            n_components=k,
-            init="nndsvda" if k <= min(inp.shape) else "random",
-            max_iter=400,
-            random_state=rng.randint(np.iinfo(np.int32).max),
-        )
-        with warnings.catch_warnings():
-            # A not fully converged start is fine; the descent refines it.
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            W = nmf.fit_transform(inp)
+        seed = rng.randint(np.iinfo(np.int32).max)
+        # NNDSVD needs k <= rank of the data; on rank-deficient data it can
+        # return NaN, so fall back to a random start for that layer.
+        inits = ["nndsvda", "random"] if k <= min(inp.shape) else ["random"]
+        for layer_init in inits:
+            nmf = NMF(n_components=k, init=layer_init, max_iter=400, random_state=seed)
+            with warnings.catch_warnings():
+                # A not fully converged start is fine; the descent refines it.
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                W = nmf.fit_transform(inp)
+            if np.all(np.isfinite(W)) and np.all(np.isfinite(nmf.components_)):
+                break
         factors.append(nmf.components_.T.copy())
         inp = W
     return factors

@@ -540,13 +540,6 @@ if given is not None:
         assert np.all(np.isfinite(est.loss_curve_))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="neural_nmf.init_factors: scikit-learn's NMF with an 'nndsvd*' init returns NaN on rank-deficient "
-    "data (here rank 1, 2 components), which the next layer's NMF then rejects; owner of neural_nmf.py to fix "
-    "(e.g. fall back to init='random' for such layers)",
-)
 def test_neural_nmf_hierarchical_init_on_rank_deficient_data():
     X = np.array([[0.0, 7.6e-6], [0.0, 0.0], [0.0, 3.8e-6]])
     S = NeuralNMF(ranks=[2, 1], max_iter=10, random_state=0).fit_transform(X)
