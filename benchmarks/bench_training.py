@@ -83,10 +83,11 @@ def ours(K, C, R, F, N, M_ctx, sources, W_fixed, layers, batch_size, repeat):
     return best_time(epoch, repeat), best_time(inference, repeat)
 
 
-def torch_epochs(K, C, R, F, N, M_ctx, sources, W_fixed, layers, repeat):
+def torch_epochs(K, C, R, F, N, M_ctx, sources, W_fixed, layers, repeat, threads=None):
     import torch
 
-    torch.set_num_threads(torch.get_num_threads())
+    if threads:
+        torch.set_num_threads(threads)
     M_ctx_t = torch.from_numpy(M_ctx)
     M_t = M_ctx_t[-F:]
     S_t = torch.from_numpy(sources[0])
@@ -151,7 +152,12 @@ def main(argv=None):
     parser.add_argument("--json", help="write the measurements as JSON here")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--threads", type=int, default=None, help="BLAS / torch threads for every contender")
     args = parser.parse_args(argv)
+    if args.threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(args.threads)
     K, C, R, T, F, N = (5, 2, 100, 9, 129, 1000) if args.quick else (25, 2, 100, 9, 129, 10000)
     repeat = 2 if args.quick else args.repeat
     M_ctx, sources, W_fixed, layers = make_problem(K, C, R, T, F, N)
@@ -161,12 +167,12 @@ def main(argv=None):
     result = {"K": K, "C": C, "R_total": 2 * R, "T": T, "F": F, "n_frames": N, "dtype": "float32",
               "epoch_seconds": epoch_s, "inference_seconds": infer_s,
               "inference_gflops": flops / infer_s / 1e9, "matmul_gflops": ceiling / 1e9}
-    print(f"topology: K={K}, C={C}, R=2x{R}, T={T}, F={F}, {N} frames, float32")
+    print(f"topology: K={K}, C={C}, R=2x{R}, T={T}, F={F}, {N} frames, float32, threads={args.threads or 'default'}")
     print(f"sklearn_unfold   epoch {epoch_s * 1e3:9.1f} ms   inference {infer_s * 1e3:9.1f} ms "
           f"({result['inference_gflops']:.1f} GFLOP/s of matrix products)")
     print(f"matmul ceiling   {ceiling / 1e9:.1f} GFLOP/s  -> inference at {result['inference_gflops'] * 1e9 / ceiling:.2f} of it")
     try:
-        full_s, cached_s, version = torch_epochs(K, C, R, F, N, M_ctx, sources, W_fixed, layers, repeat)
+        full_s, cached_s, version = torch_epochs(K, C, R, F, N, M_ctx, sources, W_fixed, layers, repeat, args.threads)
     except ImportError:
         print("torch not installed: PyTorch autograd comparison skipped")
     else:
