@@ -7,6 +7,7 @@ from .neural_nmf import NeuralNMF
 from .pad_nmf import PhysicsAwareDeepNMF
 from .metrics import magnitude_sdr, make_sdr_scorer, sdr, sdr_scorer, si_sdr
 from .sparse_nmf import SparseNMF
+from .unfolded_mrf import UnfoldedBP, UnfoldedMeanField
 
 __all__ = [
     "DeepNMF",
@@ -14,6 +15,8 @@ __all__ = [
     "NeuralNMF",
     "PhysicsAwareDeepNMF",
     "SparseNMF",
+    "UnfoldedBP",
+    "UnfoldedMeanField",
     "magnitude_sdr",
     "make_sdr_scorer",
     "sdr",

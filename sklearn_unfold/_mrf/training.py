@@ -1,0 +1,258 @@
+"""Discriminative training of an unfolded MRF network.
+
+The objective is the cross-entropy between the layer-K beliefs and binary
+labels, averaged over samples and summed over hidden units, plus an optional
+L2 penalty on the couplings and observation weights:
+
+.. math::
+
+    \\mathcal{E} = \\frac{1}{n} \\sum_{s, i} \\big[\\operatorname{softplus}(\\eta^K_{si})
+                   - y_{si} \\eta^K_{si}\\big]
+                   + \\frac{\\ell_2}{2} \\sum_k \\big(\\|a^k\\|^2 + \\|w^k\\|^2 + \\|C^k\\|^2\\big).
+
+Its gradient with respect to ``eta^K`` is ``(sigmoid(eta^K) - y) / n``; the rest
+is :func:`.network.backward`.  :func:`fit_network` runs mini-batch Adam with
+optional early stopping on a held-out fraction (per-label accuracy).
+"""
+
+import time
+
+import numpy as np
+from scipy.special import expit
+
+from .network import backward, forward
+from .optimizer import Adam
+from .power_mean import softplus
+
+PENALIZED = ("coupling", "local", "dense")
+
+
+def init_params(
+    spec,
+    n_features,
+    *,
+    observation="dense",
+    schedule="none",
+    lambdas=None,
+    tied=(),
+    dtype=np.float64,
+    random_state,
+):
+    """Initial parameters of an unfolded network.
+
+    Couplings and dense observation weights start small and random (so that
+    the seed matters and latent units are distinguishable), local observation
+    weights near 1 (unit i starts by trusting feature i), biases at 0, the
+    schedule at ``alpha = 1/2`` and lambda at ``lambdas``.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+    n_features : int
+    observation : {"dense", "local", "local+dense"}
+    schedule : {"none", "layer", "edge"}
+    lambdas : ndarray of shape (1,) or (n_layers,) or None
+        Initial lambda (``kind="bp"``); length 1 ties it across layers.
+    tied : tuple of str
+        Parameter names with a single copy shared by all layers.
+    dtype : dtype
+    random_state : numpy.random.RandomState
+
+    Returns
+    -------
+    params : dict of ndarray
+    """
+    g = spec.graph
+    N, E, K = g.n_nodes, g.n_edges, spec.n_layers
+    rng = random_state
+
+    def n(name):
+        return 1 if name in tied else K
+
+    n_coupling = E if spec.symmetric else 2 * E
+    params = {
+        "coupling": 0.1 * rng.standard_normal((n("coupling"), n_coupling)),
+        "bias": np.zeros((n("bias"), N)),
+    }
+    if observation in ("local", "local+dense"):
+        params["local"] = 1.0 + 0.1 * rng.standard_normal((n("local"), n_features))
+    if observation in ("dense", "local+dense"):
+        scale = 0.1 / np.sqrt(max(n_features, 1))
+        params["dense"] = scale * rng.standard_normal((n("dense"), N, n_features))
+    if schedule == "layer":
+        params["schedule"] = np.zeros((n("schedule"), 1))
+    elif schedule == "edge":
+        params["schedule"] = np.zeros((n("schedule"), 2 * E))
+    if spec.kind == "bp":
+        params["lambda"] = np.ones(1) if lambdas is None else np.asarray(lambdas, dtype=float)
+    return {key: np.ascontiguousarray(value, dtype=dtype) for key, value in params.items()}
+
+
+def cross_entropy(eta, Y):
+    """Binary cross-entropy from log-odds: mean over rows, sum over columns.
+
+    Returns
+    -------
+    loss : float
+    grad : ndarray, same shape as ``eta``
+        ``(sigmoid(eta) - Y) / n_samples``.
+    """
+    n = eta.shape[0]
+    loss = float(np.sum(softplus(eta) - Y * eta)) / n
+    return loss, (expit(eta) - Y) / n
+
+
+def loss_and_grad(params, spec, X, Y, *, l2=0.0, need_lambda=True):
+    """Training objective and its gradient with respect to every parameter.
+
+    The loss covers the first ``Y.shape[1]`` hidden units; any further ones are
+    latent.  ``need_lambda=False`` leaves the gradient with respect to lambda at 0.
+
+    Returns
+    -------
+    loss : float
+    grads : dict of ndarray
+    """
+    eta, trace = forward(params, spec, X)
+    # Only the first Y.shape[1] units are labelled; the rest are latent.
+    n_out = Y.shape[1]
+    loss, grad_out = cross_entropy(eta[:, :n_out], Y)
+    grad_eta = grad_out if n_out == eta.shape[1] else np.pad(grad_out, ((0, 0), (0, eta.shape[1] - n_out)))
+    grads = backward(params, spec, X, trace, grad_eta, need_lambda=need_lambda)
+    if l2:
+        for key in PENALIZED:
+            if key in params:
+                loss += 0.5 * l2 * float(np.sum(params[key] ** 2))
+                grads[key] += l2 * params[key]
+    return loss, grads
+
+
+def predict_log_odds(params, spec, X, batch_size=1024):
+    """Output beliefs ``eta^K`` for ``X``, in chunks of rows to bound memory."""
+    parts = [
+        forward(params, spec, X[i : i + batch_size], keep_trace=False)[0]
+        for i in range(0, X.shape[0], batch_size)
+    ]
+    if not parts:
+        return np.zeros((0, spec.graph.n_nodes), dtype=X.dtype)
+    return np.concatenate(parts)
+
+
+def fit_network(
+    params,
+    spec,
+    X,
+    Y,
+    *,
+    trainable,
+    l2=0.0,
+    learning_rate=0.01,
+    max_iter=200,
+    tol=1e-4,
+    n_iter_no_change=10,
+    batch_size=200,
+    shuffle=True,
+    early_stopping=False,
+    validation_fraction=0.1,
+    random_state,
+    verbose=0,
+):
+    """Train ``params`` in place with mini-batch Adam.
+
+    Parameters
+    ----------
+    params : dict of ndarray
+        Initial parameters, updated in place.
+    spec : NetworkSpec
+    X : ndarray of shape (n_samples, n_features)
+    Y : ndarray of shape (n_samples, n_outputs), values in {0, 1}
+        Labels of the first ``n_outputs`` hidden units (the others are latent).
+    trainable : iterable of str
+        Keys of ``params`` that are trained; the others stay fixed.
+    l2 : float
+    learning_rate : float
+    max_iter : int
+        Maximum number of epochs.
+    tol : float
+        An epoch improves if the training loss drops (or, with early stopping,
+        the validation accuracy rises) by more than ``tol``.
+    n_iter_no_change : int
+        Stop after this many epochs without improvement.
+    batch_size : int
+    shuffle : bool
+    early_stopping : bool
+        Hold out ``validation_fraction`` of the samples, stop on their
+        per-label accuracy and keep the best parameters.
+    validation_fraction : float
+    random_state : numpy.random.RandomState
+    verbose : int
+
+    Returns
+    -------
+    info : dict
+        ``n_iter``, ``converged``, ``loss_curve``, ``validation_scores``
+        (empty without early stopping), ``best_loss``, ``best_validation_score``.
+    """
+    rng = random_state
+    trainable = list(trainable)
+    n = X.shape[0]
+    if early_stopping:
+        n_val = max(1, int(round(validation_fraction * n)))
+        if n - n_val < 1:
+            raise ValueError(
+                f"early_stopping with validation_fraction={validation_fraction} leaves "
+                f"no training sample out of {n}."
+            )
+        perm = rng.permutation(n)
+        X_val, Y_val = X[perm[:n_val]], Y[perm[:n_val]]
+        X, Y = X[perm[n_val:]], Y[perm[n_val:]]
+        n = X.shape[0]
+    batch_size = int(min(max(batch_size, 1), n))
+    optimizer = Adam(params, trainable, learning_rate)
+
+    loss_curve, val_scores = [], []
+    best_loss, best_score, best_params = np.inf, -np.inf, None
+    no_improvement = 0
+    converged = False
+    start = time.perf_counter()
+    for epoch in range(max_iter):
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        total = 0.0
+        for i in range(0, n, batch_size):
+            idx = order[i : i + batch_size]
+            loss, grads = loss_and_grad(
+                params, spec, X[idx], Y[idx], l2=l2, need_lambda="lambda" in trainable
+            )
+            optimizer.step(params, grads)
+            total += loss * idx.size
+        loss_curve.append(total / n)
+        if early_stopping:
+            eta_val = predict_log_odds(params, spec, X_val)
+            score = float(np.mean((eta_val[:, : Y_val.shape[1]] > 0) == (Y_val > 0.5)))
+            val_scores.append(score)
+            improved = score > best_score + tol
+            if score > best_score:
+                best_score = score
+                best_params = {key: value.copy() for key, value in params.items()}
+        else:
+            improved = loss_curve[-1] < best_loss - tol
+        best_loss = min(best_loss, loss_curve[-1])
+        no_improvement = 0 if improved else no_improvement + 1
+        if verbose:
+            msg = f"Epoch {epoch + 1}, loss = {loss_curve[-1]:.6f}"
+            if early_stopping:
+                msg += f", validation accuracy = {val_scores[-1]:.4f}"
+            print(msg + f", {time.perf_counter() - start:.1f} s")
+        if no_improvement >= n_iter_no_change:
+            converged = True
+            break
+    if early_stopping and best_params is not None:
+        params.update(best_params)
+    return {
+        "n_iter": len(loss_curve),
+        "converged": converged,
+        "loss_curve": loss_curve,
+        "validation_scores": val_scores,
+        "best_loss": best_loss,
+        "best_validation_score": best_score if early_stopping else None,
+    }

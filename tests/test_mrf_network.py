@@ -1,0 +1,300 @@
+"""The unfolded network: exact inference on trees, fixed points, limits, gradients.
+
+References are independent of the code under test: brute-force enumeration
+of all 2^N states, dense matrix recursions (eq. 20), per-edge loops over the
+paper's probability-domain BP update (eq. 21-22), and finite differences.
+"""
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy.special import expit
+
+from sklearn_unfold._mrf.conversions import coupling_matrix
+from sklearn_unfold._mrf.graphs import (
+    chain_graph,
+    empty_graph,
+    graph_from_adjacency,
+    grid_graph,
+)
+from sklearn_unfold._mrf.network import NetworkSpec, backward, forward
+from sklearn_unfold._mrf.training import init_params, loss_and_grad
+
+
+def star_graph(n):
+    A = np.zeros((n, n))
+    A[0, 1:] = A[1:, 0] = 1
+    return graph_from_adjacency(A, n)
+
+
+def random_tree(n, rng):
+    A = np.zeros((n, n))
+    for i in range(1, n):
+        j = rng.randint(i)
+        A[i, j] = A[j, i] = 1
+    return graph_from_adjacency(A, n)
+
+
+def brute_force(graph, coupling, field):
+    """Exact marginals and max-marginal log-odds of p(h) ~ exp(h'Ah/2 + h'f).
+
+    Parameters: coupling per undirected edge; field of shape (n_samples, N).
+    Returns (marginals, max_marginal_log_odds), each (n_samples, N).
+    """
+    N = graph.n_nodes
+    H = np.array(list(itertools.product([0, 1], repeat=N)), dtype=float)
+    A = coupling_matrix(coupling, graph)
+    energy = 0.5 * np.einsum("si,ij,sj->s", H, A, H)[None, :] + field @ H.T
+    p = np.exp(energy - energy.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    marginals = p @ H
+    on = np.where(H.T[None] == 1, energy[:, None, :], -np.inf).max(axis=2)
+    off = np.where(H.T[None] == 0, energy[:, None, :], -np.inf).max(axis=2)
+    return marginals, on - off
+
+
+def tied_params(graph, rng, n_features, scale=1.5, kind="bp"):
+    params = {
+        "coupling": scale * rng.randn(1, graph.n_edges),
+        "bias": rng.randn(1, graph.n_nodes),
+        "dense": rng.randn(1, graph.n_nodes, n_features),
+    }
+    if kind == "bp":
+        params["lambda"] = np.ones(1)
+    return params
+
+
+@pytest.mark.parametrize("make", [chain_graph, star_graph, "tree"])
+def test_sum_product_on_tree_gives_exact_marginals(make):
+    rng = np.random.RandomState(0)
+    graph = random_tree(11, rng) if make == "tree" else make(12 if make is chain_graph else 9)
+    X = rng.randn(4, 3)
+    params = tied_params(graph, rng, 3)
+    # Synchronous BP is exact on a tree after (diameter) iterations.
+    spec = NetworkSpec(graph, graph.n_nodes + 1, kind="bp", kappa=1.0)
+    eta, _ = forward(params, spec, X)
+    field = params["bias"][0] + X @ params["dense"][0].T
+    marginals, _ = brute_force(graph, params["coupling"][0], field)
+    np.testing.assert_allclose(expit(eta), marginals, atol=1e-8)
+
+
+@pytest.mark.parametrize("kappa", [np.inf, 1e8])
+@pytest.mark.parametrize("make", [chain_graph, star_graph])
+def test_max_product_on_tree_gives_exact_max_marginals(make, kappa):
+    rng = np.random.RandomState(1)
+    graph = make(10)
+    X = rng.randn(3, 2)
+    params = tied_params(graph, rng, 2)
+    spec = NetworkSpec(graph, graph.n_nodes + 1, kind="bp", kappa=kappa)
+    eta, _ = forward(params, spec, X)
+    field = params["bias"][0] + X @ params["dense"][0].T
+    _, max_log_odds = brute_force(graph, params["coupling"][0], field)
+    np.testing.assert_allclose(eta, max_log_odds, atol=1e-8 if np.isinf(kappa) else 1e-6)
+
+
+def test_fewer_layers_than_diameter_is_not_exact():
+    # Guards the exactness test against a vacuous pass.
+    rng = np.random.RandomState(2)
+    graph = chain_graph(12)
+    params = tied_params(graph, rng, 1)
+    X = rng.randn(2, 1)
+    eta, _ = forward(params, NetworkSpec(graph, 3), X)
+    marginals, _ = brute_force(graph, params["coupling"][0], params["bias"][0] + X @ params["dense"][0].T)
+    assert np.max(np.abs(expit(eta) - marginals)) > 1e-4
+
+
+def _bp_update_reference(graph, coupling, field, eta, messages):
+    """One sum-product update (eq. 21-22) with explicit 2x2 potentials, per edge."""
+    out = np.zeros_like(messages)
+    E = graph.n_edges
+    for e in range(2 * E):
+        j, i, rev = graph.src[e], graph.dst[e], graph.reverse[e]
+        a = coupling[e % E]
+        q_j = np.stack([1 - expit(eta[:, j]), expit(eta[:, j])], axis=1)
+        m_ij = np.stack([1 - expit(messages[:, rev]), expit(messages[:, rev])], axis=1)
+        cavity = q_j / m_ij
+        m = [(cavity * np.exp(a * h_i * np.array([0.0, 1.0]))).sum(axis=1) for h_i in (0, 1)]
+        out[:, e] = np.log(m[1]) - np.log(m[0])
+    beliefs = field + graph.sum_incoming(out)  # eq. (21) as log-odds
+    return out, beliefs
+
+
+def test_loopy_bp_reaches_a_fixed_point():
+    rng = np.random.RandomState(3)
+    graph = grid_graph((3, 3))
+    X = rng.randn(3, 2)
+    params = tied_params(graph, rng, 2, scale=1.2)
+    params["dense"] *= 0.3  # weak evidence: loops matter
+    params["schedule"] = np.zeros((1, 1))  # alpha = 1/2 damping
+    eta, trace = forward(params, NetworkSpec(graph, 300, kind="bp"), X)
+    messages = trace.messages[-1]
+    field = params["bias"][0] + X @ params["dense"][0].T
+    ref_messages, ref_eta = _bp_update_reference(graph, params["coupling"][0], field, eta, messages)
+    np.testing.assert_allclose(ref_messages, messages, atol=1e-9)
+    np.testing.assert_allclose(ref_eta, eta, atol=1e-9)
+    # A loopy graph: the fixed point is not the exact marginal distribution.
+    marginals, _ = brute_force(graph, params["coupling"][0], field)
+    assert np.max(np.abs(expit(eta) - marginals)) > 1e-5
+
+
+def test_lambda_to_zero_reproduces_mean_field_network():
+    rng = np.random.RandomState(4)
+    graph = grid_graph((3, 3))
+    spec_mf = NetworkSpec(graph, 4, kind="mf")
+    params = init_params(spec_mf, 9, observation="local+dense", schedule="edge", random_state=rng)
+    for key in params:
+        params[key] += rng.randn(*params[key].shape)
+    X = rng.randn(5, 9)
+    eta_mf, _ = forward(params, spec_mf, X)
+    spec_bp = NetworkSpec(graph, 4, kind="bp")
+    eta_0, _ = forward({**params, "lambda": np.zeros(1)}, spec_bp, X)
+    np.testing.assert_allclose(eta_0, eta_mf, rtol=1e-14, atol=1e-14)
+    eta_small, _ = forward({**params, "lambda": np.full(4, 1e-9)}, spec_bp, X)
+    np.testing.assert_allclose(eta_small, eta_mf, atol=1e-7)
+    eta_one, _ = forward({**params, "lambda": np.ones(1)}, spec_bp, X)
+    assert np.max(np.abs(eta_one - eta_mf)) > 1e-2
+
+
+def test_mean_field_network_is_equation_20():
+    # mu^k = logistic(A^k mu^(k-1) + b^k + C^k v), mu^0 = logistic(b^1 + C^1 v).
+    rng = np.random.RandomState(5)
+    graph = grid_graph((2, 3), 8)
+    K, F = 4, 6
+    spec = NetworkSpec(graph, K, kind="mf")
+    params = init_params(spec, F, observation="local+dense", random_state=rng)
+    for key in params:
+        params[key] += rng.randn(*params[key].shape)
+    X = rng.randn(7, F)
+    eta, _ = forward(params, spec, X)
+
+    def field(k):
+        C = params["dense"][k] + np.diag(params["local"][k])  # local weight = diagonal C
+        return params["bias"][k] + X @ C.T
+
+    mu = expit(field(0))
+    for k in range(K):
+        A = coupling_matrix(params["coupling"][k], graph)
+        mu = expit(mu @ A.T + field(k))
+    np.testing.assert_allclose(expit(eta), mu, rtol=1e-12)
+
+
+def test_one_layer_without_edges_is_logistic_regression():
+    rng = np.random.RandomState(6)
+    graph = empty_graph(3)
+    spec = NetworkSpec(graph, 1, kind="bp")
+    params = {"coupling": np.zeros((1, 0)), "bias": rng.randn(1, 3),
+              "dense": rng.randn(1, 3, 4), "lambda": np.ones(1)}
+    X = rng.randn(5, 4)
+    eta, _ = forward(params, spec, X)
+    np.testing.assert_allclose(expit(eta), expit(X @ params["dense"][0].T + params["bias"][0]))
+
+
+def test_tied_parameters_equal_repeated_untied_ones():
+    rng = np.random.RandomState(7)
+    graph = grid_graph((2, 2))
+    spec = NetworkSpec(graph, 3, kind="bp")
+    tied = init_params(spec, 4, observation="local", schedule="layer", lambdas=np.array([0.7]),
+                       tied=("coupling", "bias", "local", "schedule"), random_state=rng)
+    assert all(v.shape[0] == 1 for v in tied.values())
+    untied = {k: np.repeat(v, 3, axis=0) for k, v in tied.items()}
+    X = rng.randn(4, 4)
+    Y = (rng.rand(4, 4) > 0.5).astype(float)
+    eta_t, _ = forward(tied, spec, X)
+    eta_u, _ = forward(untied, spec, X)
+    np.testing.assert_allclose(eta_t, eta_u, rtol=1e-14)
+    _, g_t = loss_and_grad(tied, spec, X, Y)
+    _, g_u = loss_and_grad(untied, spec, X, Y)
+    for key in tied:
+        np.testing.assert_allclose(g_t[key][0], g_u[key].sum(axis=0), rtol=1e-10, atol=1e-14)
+
+
+def _check_gradients(params, spec, X, Y, l2=0.0, h=1e-6, rtol=1e-5):
+    _, grads = loss_and_grad(params, spec, X, Y, l2=l2)
+    for key, value in params.items():
+        numeric = np.zeros_like(value)
+        for idx in np.ndindex(value.shape):
+            old = value[idx]
+            value[idx] = old + h
+            lp, _ = loss_and_grad(params, spec, X, Y, l2=l2)
+            value[idx] = old - h
+            lm, _ = loss_and_grad(params, spec, X, Y, l2=l2)
+            value[idx] = old
+            numeric[idx] = (lp - lm) / (2 * h)
+        scale = max(np.max(np.abs(numeric)), 1e-3)
+        np.testing.assert_allclose(grads[key], numeric, atol=rtol * scale, err_msg=key)
+
+
+CONFIGS = [
+    # kind, kappa, schedule, symmetric, observation, tied, lambdas
+    ("mf", 1.0, "none", True, "dense", (), None),
+    ("mf", 1.0, "edge", False, "local+dense", ("bias",), None),
+    ("mf", 1.0, "layer", True, "local", ("coupling", "schedule"), None),
+    ("bp", 1.0, "none", True, "local+dense", (), [0.8]),
+    ("bp", 1.0, "layer", False, "dense", ("dense",), [0.6, 1.3, 0.05]),
+    ("bp", 1.0, "edge", True, "local", ("local",), [1.0]),
+    ("bp", 2.5, "layer", True, "local+dense", (), [0.6, 1.3, 0.05]),
+    ("bp", 0.6, "none", False, "dense", (), [1e-7]),
+    ("bp", np.inf, "edge", True, "local", (), [0.6, 1.3, 0.4]),
+]
+
+
+@pytest.mark.parametrize("kind, kappa, schedule, symmetric, observation, tied, lambdas", CONFIGS)
+def test_network_gradients_match_finite_differences(
+    kind, kappa, schedule, symmetric, observation, tied, lambdas
+):
+    rng = np.random.RandomState(8)
+    graph = grid_graph((2, 3), 8 if kind == "bp" else 4)
+    spec = NetworkSpec(graph, 3, kind=kind, kappa=kappa, symmetric=symmetric)
+    params = init_params(spec, 6, observation=observation, schedule=schedule,
+                         lambdas=lambdas and np.array(lambdas), tied=tied, random_state=rng)
+    for key in params:
+        if key != "lambda":
+            params[key] += 0.5 * rng.randn(*params[key].shape)
+    X = rng.randn(4, 6)
+    Y = (rng.rand(4, 6) > 0.5).astype(float)
+    _check_gradients(params, spec, X, Y, l2=0.1)
+
+
+def test_backward_matches_finite_differences_of_output():
+    # The raw backward pass, for an arbitrary linear function of eta^K.
+    rng = np.random.RandomState(9)
+    graph = chain_graph(4)
+    spec = NetworkSpec(graph, 5, kind="bp")
+    params = init_params(spec, 2, schedule="edge", lambdas=np.array([1.0]), random_state=rng)
+    X = rng.randn(3, 2)
+    W = rng.randn(3, 4)
+    eta, trace = forward(params, spec, X)
+    grads = backward(params, spec, X, trace, W)
+    h = 1e-6
+    for key in ("coupling", "dense", "schedule", "lambda"):
+        value = params[key]
+        for idx in np.ndindex(value.shape):
+            old = value[idx]
+            value[idx] = old + h
+            fp = np.sum(W * forward(params, spec, X)[0])
+            value[idx] = old - h
+            fm = np.sum(W * forward(params, spec, X)[0])
+            value[idx] = old
+            assert abs(grads[key][idx] - (fp - fm) / (2 * h)) < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["mf", "bp"])
+def test_float32_forward_and_backward(kind):
+    rng = np.random.RandomState(10)
+    graph = grid_graph((3, 3))
+    spec = NetworkSpec(graph, 3, kind=kind)
+    p64 = init_params(spec, 9, observation="local+dense", schedule="layer",
+                      lambdas=np.array([0.5]), random_state=rng)
+    p32 = {k: v.astype(np.float32) for k, v in p64.items()}
+    X = rng.randn(5, 9)
+    Y = (rng.rand(5, 9) > 0.5).astype(float)
+    eta32, _ = forward(p32, spec, X.astype(np.float32))
+    assert eta32.dtype == np.float32
+    np.testing.assert_allclose(eta32, forward(p64, spec, X)[0], atol=1e-5)
+    l32, g32 = loss_and_grad(p32, spec, X.astype(np.float32), Y.astype(np.float32))
+    l64, g64 = loss_and_grad(p64, spec, X, Y)
+    assert abs(l32 - l64) < 1e-4
+    for key in g64:
+        assert g32[key].dtype == np.float32
+        np.testing.assert_allclose(g32[key], g64[key], atol=1e-4)
