@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._divergences import beta_loss_to_float, mm_exponent
+from ._nmf_updates import safe_scale, scaled_sparsity
 from ._pad_nmf import BlockHankel, fit_hankel_sparse_nmf, init_hankel_generators, train_pad_layers
 from ._unfolded_nmf import fixed_activations, frame_chunks, map_chunks, trained_forward, wiener_forward
 from .deep_nmf import _DOC_PARAMS_COMMON, _DOC_REFERENCES, DeepNMF, _BaseUnfoldedNMF
@@ -229,7 +230,7 @@ class PhysicsAwareDeepNMF(_BaseUnfoldedNMF):
     def _hankel(self, n_freqs):
         return None if self.hankel_size is None else BlockHankel(self.n_context, n_freqs, self.hankel_size)
 
-    def _learn_bases(self, Y, n_sources, n_features, n_freqs, beta1, rng, start):
+    def _learn_bases(self, Y, n_sources, n_features, n_freqs, beta1, rng, start, mu):
         """Fixed bases per source: sparse NMF, or block-Hankel sparse NMF."""
         hankel = self._hankel(n_freqs)
         if self.bases is not None:
@@ -245,7 +246,7 @@ class PhysicsAwareDeepNMF(_BaseUnfoldedNMF):
                 snmf = SparseNMF(
                     n_components=self.n_components,
                     beta_loss=beta1,
-                    sparsity=self.sparsity,
+                    sparsity=mu,
                     max_iter=self.bases_max_iter,
                     tol=1e-4,
                     init="exemplar",
@@ -262,7 +263,7 @@ class PhysicsAwareDeepNMF(_BaseUnfoldedNMF):
                 gen = init_hankel_generators(hankel, M, self.n_components, source_rng)
                 H = init_training_activations(M, hankel.expand(gen), source_rng)
                 gen, _, n_iter, _ = fit_hankel_sparse_nmf(
-                    hankel, M, gen, H, beta=beta1, mu=float(self.sparsity), max_iter=self.bases_max_iter, tol=1e-4
+                    hankel, M, gen, H, beta=beta1, mu=mu, max_iter=self.bases_max_iter, tol=1e-4
                 )
                 bases.append(hankel.expand(gen).T)
             self._log(f"source {l}: bases after {n_iter} iterations ({time.perf_counter() - start:.1f} s)")
@@ -324,6 +325,12 @@ class PhysicsAwareDeepNMF(_BaseUnfoldedNMF):
         check_nmf_input(Y, min(beta1, beta2), f"{name} (input Y)")
         n_sources, weights = self._validate_targets(X, Y)
         context = self._check_options()
+        # Extreme scales: train the same network on X / scale (as DeepNMF does;
+        # see _nmf_updates.safe_scale). The layers do not depend on the scale.
+        scale = safe_scale(X)
+        mu = scaled_sparsity(float(self.sparsity), beta1, scale, X.dtype)
+        if scale != 1.0:
+            X, Y = X / scale, Y / scale
         n_features = X.shape[1]
         F = n_features // self.n_context
         option = self.reconstruction_bases
@@ -334,7 +341,7 @@ class PhysicsAwareDeepNMF(_BaseUnfoldedNMF):
         start = time.perf_counter()
 
         # 1. Fixed bases of the first layers (sparse NMF or block-Hankel sparse NMF).
-        self.bases_ = self._learn_bases(Y, n_sources, n_features, F, beta1, rng, start).astype(X.dtype, copy=False)
+        self.bases_ = self._learn_bases(Y, n_sources, n_features, F, beta1, rng, start, mu).astype(X.dtype, copy=False)
         self.n_sources_ = n_sources
         self.n_frequencies_ = F
         self.context_layers_ = context
@@ -349,7 +356,7 @@ class PhysicsAwareDeepNMF(_BaseUnfoldedNMF):
         self.loss_curve_ = []
         passes = self._training_passes(C)
         if passes:
-            H_start = self._fixed_part(X)
+            H_start = self._fixed_part(X, mu=mu)
             self._log(f"fixed layers computed ({time.perf_counter() - start:.1f} s)")
             M = X[:, -F:].T
             target = n_features - F
@@ -370,7 +377,7 @@ class PhysicsAwareDeepNMF(_BaseUnfoldedNMF):
                     gamma=float(self.reconstruction_penalty),
                     beta1=beta1,
                     beta2=beta2,
-                    mu=float(self.sparsity),
+                    mu=mu,
                     exponent=mm_exponent(beta1),
                     max_iter=self.max_iter,
                     tol=self.tol,
@@ -410,7 +417,8 @@ class PhysicsAwareDeepNMF(_BaseUnfoldedNMF):
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         beta1 = beta_loss_to_float(self.beta_loss)
         check_nmf_input(X, beta1, f"{type(self).__name__} (input X)")
-        mu, exponent = float(self.sparsity), mm_exponent(beta1)
+        scale = safe_scale(X)
+        mu, exponent = scaled_sparsity(float(self.sparsity), beta1, scale, X.dtype), mm_exponent(beta1)
         W_fixed = self.bases_.T.astype(X.dtype, copy=False)
         # Same memory layout as in training, so that the products round the same way.
         layers = [np.ascontiguousarray(W.T, dtype=X.dtype) for W in self.update_components_]
@@ -421,17 +429,17 @@ class PhysicsAwareDeepNMF(_BaseUnfoldedNMF):
         context = self.context_layers_
 
         def one(chunk):
-            M_ctx = X[chunk].T
+            M_ctx = X[chunk].T if scale == 1.0 else X[chunk].T / scale
             M = M_ctx[-F:]
             H = fixed_activations(M_ctx, W_fixed, n_fixed, beta1, mu, exponent)
             H = trained_forward(M_ctx if context else M, H, layers, beta1, mu, exponent)
             if output == "activations":
-                return H.T
-            if output == "sources":
-                estimates = wiener_forward(M, layers[-1], H, slices)[0]
+                out = H.T
+            elif output == "sources":
+                out = np.hstack([S.T for S in wiener_forward(M, layers[-1], H, slices)[0]])
             else:
-                estimates = [layers[-1][:, sl] @ H[sl] for sl in slices]
-            return np.hstack([S.T for S in estimates])
+                out = np.hstack([(layers[-1][:, sl] @ H[sl]).T for sl in slices])
+            return out if scale == 1.0 else out * scale
 
         parts = map_chunks(one, frame_chunks(X.shape[0], self.batch_size), self.n_jobs)
         return np.ascontiguousarray(np.vstack(parts))
