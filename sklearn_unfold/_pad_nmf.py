@@ -66,13 +66,19 @@ References
    done?", MERL TR2015-023, 2015 (normalization-aware basis updates).
 """
 
-import time
 
 import numpy as np
 
 from ._divergences import eps_for, mm_exponent
 from ._nmf_updates import make_objective, model, update_activations
-from ._unfolded_nmf import frame_chunks, layer_backward, map_chunks, trained_forward, wiener_backward
+from ._unfolded_nmf import (
+    frame_chunks,
+    layer_backward,
+    map_chunks,
+    safeguarded_descent,
+    trained_forward,
+    wiener_backward,
+)
 
 
 # --------------------------------------------------------------------------
@@ -446,46 +452,27 @@ def train_pad_layers(
             grads[i] = (plus, minus)
         return loss, grads
 
-    def ratios_of(grads):
-        out = {}
+    def propose(layers, grads, step):
+        # W <- W * ratio**step on the trainable layers; a block-Hankel layer's
+        # ratio is projected so the structure is kept exactly.
+        candidate = list(layers)
         for i in active:
             plus, minus = grads[i]
             if structures[i] is None:
-                out[i] = minus / np.maximum(plus, eps)
+                ratio = minus / np.maximum(plus, eps)
             else:
-                out[i] = hankel_ratio(structures[i], plus, minus, eps)
-        return out
+                ratio = hankel_ratio(structures[i], plus, minus, eps)
+            candidate[i] = (layers[i] * ratio**step).astype(layers[i].dtype, copy=False)
+        return candidate
 
-    start = time.perf_counter()
-    loss, grads = evaluate(W_layers)
-    loss_curve = [float(loss) / n_frames]
-    step = 1.0
-    n_iter = 0
-    for _ in range(max_iter):
-        ratios = ratios_of(grads)
-        for _halving in range(max_halvings + 1):
-            candidate = [
-                (W * ratios[i] ** step).astype(W.dtype, copy=False) if i in ratios else W
-                for i, W in enumerate(W_layers)
-            ]
-            new_loss, new_grads = evaluate(candidate)
-            if new_loss <= loss:
-                break
-            step *= 0.5
-        else:
-            if verbose:
-                print(f"{name}: no step size decreases the objective any more; stopping.")
-            break
-        previous = loss
-        W_layers, loss, grads = candidate, new_loss, new_grads
-        n_iter += 1
-        loss_curve.append(float(loss) / n_frames)
-        step = min(1.0, 2.0 * step)
-        if verbose:
-            print(
-                f"{name} iteration {n_iter:4d}: objective {loss / n_frames:.6g} per frame "
-                f"({time.perf_counter() - start:.2f} s)"
-            )
-        if tol > 0 and previous - loss <= tol * abs(loss):
-            break
-    return W_layers, n_iter, loss_curve
+    return safeguarded_descent(
+        evaluate,
+        propose,
+        W_layers,
+        n_frames=n_frames,
+        max_iter=max_iter,
+        tol=tol,
+        max_halvings=max_halvings,
+        verbose=verbose,
+        name=name,
+    )

@@ -507,20 +507,65 @@ def train_layers(
     chunks = frame_chunks(n_frames, batch_size)
     eps = eps_for(M.dtype)
     setup = dict(beta1=beta1, beta2=beta2, mu=mu, exponent=exponent, chunks=chunks, n_jobs=n_jobs)
+    return safeguarded_descent(
+        lambda layers: evaluate_network(M, sources, H_start, layers, source_slices, weights, **setup),
+        lambda layers, grads, step: multiplicative_step(layers, grads, step, eps),
+        W_layers,
+        n_frames=n_frames,
+        max_iter=max_iter,
+        tol=tol,
+        max_halvings=max_halvings,
+        verbose=verbose,
+        name=name,
+        stop_on_interrupt=stop_on_interrupt,
+    )
+
+
+def safeguarded_descent(
+    evaluate,
+    propose,
+    W_layers,
+    *,
+    n_frames,
+    max_iter,
+    tol,
+    max_halvings=10,
+    verbose=0,
+    name="DeepNMF",
+    stop_on_interrupt=False,
+):
+    """The multiplicative-update loop with its step-halving safeguard.
+
+    ``evaluate(layers) -> (loss, grads)`` sums the objective and the gradient
+    parts over all frames; ``propose(layers, grads, step) -> layers`` is the
+    multiplicative update with exponent ``step`` (eq. 38, possibly with a
+    structural projection). A proposal is accepted only if the objective did
+    not increase; otherwise ``step`` is halved (at most ``max_halvings``
+    times, after which training stops) and the proposal retried from the
+    same point; after an accepted update ``step`` doubles back, up to 1.
+    Stops after ``max_iter`` accepted updates or when one lowers the
+    objective by at most ``tol`` times its value.
+
+    Returns
+    -------
+    W_layers : list of ndarray
+    n_iter : int
+        Number of accepted updates.
+    loss_curve : list of float
+        Objective per frame at the start and after each accepted update.
+    """
     result = {"W_layers": W_layers, "loss_curve": []}
 
     def run():
         start = time.perf_counter()
         layers = W_layers
-        loss, grads = evaluate_network(M, sources, H_start, layers, source_slices, weights, **setup)
+        loss, grads = evaluate(layers)
         result["loss_curve"] = loss_curve = [float(loss) / n_frames]
         step = 1.0
         for _ in range(max_iter):
             for _halving in range(max_halvings + 1):
-                candidate = multiplicative_step(layers, grads, step, eps)
-                new_loss, new_grads = evaluate_network(
-                    M, sources, H_start, candidate, source_slices, weights, **setup
-                )
+                candidate = propose(layers, grads, step)
+                new_loss, new_grads = evaluate(candidate)
                 if new_loss <= loss:
                     break
                 step *= 0.5
@@ -552,7 +597,7 @@ def train_layers(
             f"{name}: training interrupted by user (KeyboardInterrupt); keeping the layers after "
             f"{n_done} accepted update(s).",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
     loss_curve = result["loss_curve"]
     return result["W_layers"], max(len(loss_curve) - 1, 0), loss_curve

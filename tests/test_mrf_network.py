@@ -109,7 +109,7 @@ def _bp_update_reference(graph, coupling, field, eta, messages):
     out = np.zeros_like(messages)
     E = graph.n_edges
     for e in range(2 * E):
-        j, i, rev = graph.src[e], graph.dst[e], graph.reverse[e]
+        j, rev = graph.src[e], graph.reverse[e]  # message j -> dst[e]
         a = coupling[e % E]
         q_j = np.stack([1 - expit(eta[:, j]), expit(eta[:, j])], axis=1)
         m_ij = np.stack([1 - expit(messages[:, rev]), expit(messages[:, rev])], axis=1)
