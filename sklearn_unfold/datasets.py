@@ -528,10 +528,11 @@ def make_mixtures(
         "n_context": [Interval(Integral, 1, None, closed="left")],
         "dtype": "no_validation",
         "return_stft": ["boolean"],
+        "targets": ["boolean"],
     },
     prefer_skip_nested_validation=True,
 )
-def make_separation_features(mixtures, *, n_context=9, dtype=np.float32, return_stft=False):
+def make_separation_features(mixtures, *, n_context=9, dtype=np.float32, return_stft=False, targets=True):
     """Features and targets for speech/noise separation from mixtures.
 
     For each mixture, the STFT magnitudes of the mixture are stacked with
@@ -553,6 +554,9 @@ def make_separation_features(mixtures, *, n_context=9, dtype=np.float32, return_
     return_stft : bool, default=False
         Also return each mixture's complex STFT, for resynthesis with
         :func:`sklearn_unfold.audio.resynthesize`.
+    targets : bool, default=True
+        Compute ``Y``. False returns ``Y=None`` and skips the sources' STFTs
+        (test sets need only the mixture and its STFT).
 
     Returns
     -------
@@ -592,7 +596,7 @@ def make_separation_features(mixtures, *, n_context=9, dtype=np.float32, return_
     n_freqs = stft(np.zeros(1)).shape[1]
     X = np.empty((bounds[-1], n_context * n_freqs), dtype=dtype)
     width = n_context * n_freqs
-    Y = np.empty((bounds[-1], 2 * width), dtype=dtype)
+    Y = np.empty((bounds[-1], 2 * width), dtype=dtype) if targets else None
     _, utterance_ids = np.unique([m.utterance for m in mixtures], return_inverse=True)
     groups = np.repeat(utterance_ids.astype(np.intp), frames)
     complex_dtype = np.result_type(dtype, np.complex64)
@@ -602,8 +606,9 @@ def make_separation_features(mixtures, *, n_context=9, dtype=np.float32, return_
     for m, start, stop in zip(mixtures, bounds[:-1], bounds[1:]):
         Z = stft(m.mixture)
         X[start:stop] = stack_context(np.abs(Z).astype(dtype), n_context)
-        Y[start:stop, :width] = stack_context(np.abs(stft(m.speech)).astype(dtype), n_context)
-        Y[start:stop, width:] = stack_context(np.abs(stft(m.noise)).astype(dtype), n_context)
+        if targets:
+            Y[start:stop, :width] = stack_context(np.abs(stft(m.speech)).astype(dtype), n_context)
+            Y[start:stop, width:] = stack_context(np.abs(stft(m.noise)).astype(dtype), n_context)
         if return_stft:
             stfts.append(Z.astype(complex_dtype))
     if return_stft:

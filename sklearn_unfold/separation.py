@@ -97,7 +97,7 @@ def make_test_set(*, n_utterances=40, n_context=9, random_state=0, data_home=Non
     test_set : TestSet
     """
     mixtures = make_mixtures("test", n_utterances=n_utterances, random_state=random_state, data_home=data_home)
-    X, _, _, stfts = make_separation_features(mixtures, n_context=n_context, return_stft=True)
+    X, _, _, stfts = make_separation_features(mixtures, n_context=n_context, return_stft=True, targets=False)
     bounds = np.concatenate([[0], np.cumsum([Z.shape[0] for Z in stfts])])
     return TestSet(mixtures=mixtures, X=X, stfts=stfts, bounds=bounds)
 

@@ -579,3 +579,14 @@ def test_real_noise_and_test_mixtures(real_home):
     assert chosen[-1] == "vm-unknown-caller.wav" and len(set(chosen)) == 40
     for m in mixtures[:12]:
         assert_allclose(10 * np.log10(np.sum(m.speech**2) / np.sum(m.noise**2)), m.snr, atol=1e-9)
+
+
+def test_make_separation_features_without_targets():
+    mixtures = _synthetic_mixtures()
+    X, Y, groups, stfts = make_separation_features(mixtures, n_context=3, return_stft=True)
+    X2, Y2, groups2, stfts2 = make_separation_features(mixtures, n_context=3, return_stft=True, targets=False)
+    assert Y2 is None
+    assert_array_equal(X2, X)
+    assert_array_equal(groups2, groups)
+    for Z, Z2 in zip(stfts, stfts2):
+        assert_array_equal(Z2, Z)
