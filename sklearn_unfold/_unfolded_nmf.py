@@ -125,7 +125,7 @@ def layer_backward(M, W, cache, Gp, Gm, beta, exponent=1.0, *, need_input_grad=T
     kB, kC = abs(beta - 2.0), abs(beta - 1.0)
 
     def parts(G):
-        """The Jacobian pieces applied to one non-negative G."""
+        """The Jacobian pieces applied to one non-negative G (diagonal groups apart)."""
         Ga = G * a
         out = {"D": MLb2 @ Ga.T}
         if need_input_grad:
@@ -134,7 +134,6 @@ def layer_backward(M, W, cache, Gp, Gm, beta, exponent=1.0, *, need_input_grad=T
             U = MLb3 * (W @ Ga)
             U *= kB
             out["E"] = U @ H.T
-            out["Ed"] = W * (MLb3 @ (Ga * H).T) * kB
             if need_input_grad:
                 out["B"] = W.T @ U
         Gc = G * c
@@ -143,7 +142,6 @@ def layer_backward(M, W, cache, Gp, Gm, beta, exponent=1.0, *, need_input_grad=T
             V = Lb2 * (W @ Gc)
             V *= kC
             out["G"] = V @ H.T
-            out["Gd"] = W * (Lb2 @ (Gc * H).T) * kC
             if need_input_grad:
                 out["C"] = W.T @ V
         return out
@@ -152,41 +150,50 @@ def layer_backward(M, W, cache, Gp, Gm, beta, exponent=1.0, *, need_input_grad=T
 
     # Which pieces are positive / negative, per the sign of beta - 2, beta - 1.
     if beta < 1:
-        W_pos, W_pos_minus = ("D", "G"), ("Gd",)
-        W_neg, W_neg_minus = ("E", "F"), ("Gd",)
+        W_pos, W_neg = ("D", "G"), ("E", "F")
         H_pos, H_neg = ("A", "C"), ("B",)
     elif beta < 2:
-        W_pos, W_pos_minus = ("D",), ("Ed",)
-        W_neg, W_neg_minus = ("E", "F", "G"), ("Ed",)
+        W_pos, W_neg = ("D",), ("E", "F", "G")
         H_pos, H_neg = ("A",), ("B", "C")
     else:
-        W_pos, W_pos_minus = ("D", "E"), ()
-        W_neg, W_neg_minus = ("F", "G"), ()
+        W_pos, W_neg = ("D", "E"), ("F", "G")
         H_pos, H_neg = ("A", "B"), ("C",)
 
-    def combine(pos, pos_minus, neg, neg_minus, zero_like):
+    # The grouped diagonal piece (Ed for 1 <= beta < 2, Gd for beta < 1) is
+    # subtracted from J+ and from J-, so both gradient parts lose
+    # diag(Gp) + diag(Gm) = diag(Gp + Gm): one product instead of two.
+    if beta < 1:
+        diagonal = W * (Lb2 @ ((Gp + Gm) * c * H).T)
+        diagonal *= kC
+    elif beta < 2:
+        diagonal = W * (MLb3 @ ((Gp + Gm) * a * H).T)
+        diagonal *= kB
+    else:
+        diagonal = None
+
+    def combine(pos, neg, zero_like, diagonal=None):
         # [grad]_+ = J+(Gp) + J-(Gm);  [grad]_- = J+(Gm) + J-(Gp)  (eq. 83-87)
-        plus = _sum_parts(pp, pos, pos_minus, zero_like) + _sum_parts(pm, neg, neg_minus, zero_like)
-        minus = _sum_parts(pm, pos, pos_minus, zero_like) + _sum_parts(pp, neg, neg_minus, zero_like)
+        plus = _sum_parts(pp, pos, zero_like) + _sum_parts(pm, neg, zero_like)
+        minus = _sum_parts(pm, pos, zero_like) + _sum_parts(pp, neg, zero_like)
+        if diagonal is not None:
+            plus -= diagonal
+            minus -= diagonal
         # The grouped differences are >= 0 in exact arithmetic; clip rounding.
         np.maximum(plus, 0, out=plus)
         np.maximum(minus, 0, out=minus)
         return plus, minus
 
-    dW = combine(W_pos, W_pos_minus, W_neg, W_neg_minus, W)
-    dH = combine(H_pos, (), H_neg, (), H) if need_input_grad else None
+    dW = combine(W_pos, W_neg, W, diagonal)
+    dH = combine(H_pos, H_neg, H) if need_input_grad else None
     return dH, dW
 
 
-def _sum_parts(d, plus_keys, minus_keys, like):
-    """Sum ``d[k]`` over plus_keys minus ``d[k]`` over minus_keys (missing keys are 0)."""
+def _sum_parts(d, keys, like):
+    """Sum of ``d[k]`` over ``keys`` (missing keys count as 0)."""
     acc = np.zeros(like.shape, dtype=like.dtype)
-    for key in plus_keys:
+    for key in keys:
         if key in d:
             acc += d[key]
-    for key in minus_keys:
-        if key in d:
-            acc -= d[key]
     return acc
 
 
@@ -255,25 +262,26 @@ def wiener_backward(M, sources, W, H, source_slices, weights, beta):
         if gamma:
             loss += gamma * beta_divergence(S_l, S_hat, beta)
             ep, em = beta_divergence_grad_parts(S_l, S_hat, beta)
-            e_plus.append(gamma * ep)
-            e_minus.append(gamma * em)
+            # gamma * part, without a copy when gamma is 1 (the usual target weight).
+            e_plus.append(ep if gamma == 1 else gamma * ep)
+            e_minus.append(em if gamma == 1 else gamma * em)
         else:
             e_plus.append(None)
             e_minus.append(None)
+    n_sources = len(source_slices)
     dWp, dWm = np.zeros_like(W), np.zeros_like(W)
     dHp, dHm = np.zeros_like(H), np.zeros_like(H)
-    n_sources = len(source_slices)
     for j, sl in enumerate(source_slices):
-        pos = np.zeros_like(M)
-        neg = np.zeros_like(M)
+        # [dE/dLam_j]_+ and _-: products of non-negative arrays accumulated
+        # in place (each term is one multiplication, no zero-filled buffers).
+        pos = neg = None
         if e_plus[j] is not None:
-            others = sum(Lams[l] for l in range(n_sources) if l != j)
-            pos += e_plus[j] * others
-            neg += e_minus[j] * others
+            others = Lams[1 - j] if n_sources == 2 else sum(Lams[l] for l in range(n_sources) if l != j)
+            pos, neg = e_plus[j] * others, e_minus[j] * others
         for l in range(n_sources):
             if l != j and e_plus[l] is not None:
-                pos += e_minus[l] * Lams[l]
-                neg += e_plus[l] * Lams[l]
+                pos = e_minus[l] * Lams[l] if pos is None else _add_product(pos, e_minus[l], Lams[l])
+                neg = e_plus[l] * Lams[l] if neg is None else _add_product(neg, e_plus[l], Lams[l])
         pos *= Z
         neg *= Z
         dHp[sl] = W[:, sl].T @ pos
@@ -281,6 +289,12 @@ def wiener_backward(M, sources, W, H, source_slices, weights, beta):
         dWp[:, sl] = pos @ H[sl].T
         dWm[:, sl] = neg @ H[sl].T
     return loss, (dWp, dWm), (dHp, dHm)
+
+
+def _add_product(acc, a, b):
+    """``acc += a * b`` with one temporary, returning ``acc``."""
+    acc += a * b
+    return acc
 
 
 # --------------------------------------------------------------------------
