@@ -74,8 +74,8 @@ from ._nmf_updates import make_objective, model, update_activations
 from ._unfolded_nmf import (
     frame_chunks,
     layer_backward,
-    map_chunks,
     safeguarded_descent,
+    sum_chunk_results,
     trained_forward,
     wiener_backward,
 )
@@ -440,17 +440,8 @@ def train_pad_layers(
                 lowest,
             )
 
-        results = map_chunks(one, chunks, n_jobs)
-        loss = sum(r[0] for r in results)
-        grads = [None] * len(layers)
-        for i in active:
-            plus = np.zeros(layers[i].shape)
-            minus = np.zeros(layers[i].shape)
-            for r in results:
-                plus += r[1][i][0]
-                minus += r[1][i][1]
-            grads[i] = (plus, minus)
-        return loss, grads
+        shapes = [W.shape if i in active else None for i, W in enumerate(layers)]
+        return sum_chunk_results(one, chunks, n_jobs, shapes)
 
     def propose(layers, grads, step):
         # W <- W * ratio**step on the trainable layers; a block-Hankel layer's

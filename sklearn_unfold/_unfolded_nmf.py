@@ -450,14 +450,31 @@ def evaluate_network(
         args = (M_c, sources_c, H_c, W_layers, source_slices, weights, beta1, beta2, mu, exponent)
         return chunk_loss_and_gradients(*args) if gradients else (network_loss(*args), None)
 
+    shapes = [W.shape for W in W_layers] if gradients else None
+    return sum_chunk_results(one, chunks, n_jobs, shapes)
+
+
+def sum_chunk_results(one, chunks, n_jobs, shapes):
+    """Sum ``one(chunk) -> (loss, grads)`` over chunks, in order, as results arrive.
+
+    ``shapes`` gives the shape of each layer's gradient parts (None for a
+    layer that is not trained, whose entry stays None); ``shapes=None`` sums
+    the losses only. Accumulators are float64 and the order is fixed, so the
+    sums do not depend on ``n_jobs``, and at most a few chunks' results are
+    held at once (:func:`imap_chunks`).
+    """
     loss = 0
-    grads = [(np.zeros(W.shape), np.zeros(W.shape)) for W in W_layers] if gradients else None
+    grads = None
+    if shapes is not None:
+        grads = [None if shape is None else (np.zeros(shape), np.zeros(shape)) for shape in shapes]
     for chunk_loss, chunk_grads in imap_chunks(one, chunks, n_jobs):
         loss += chunk_loss
-        if gradients:
-            for (plus, minus), (p, m) in zip(grads, chunk_grads):
-                plus += p
-                minus += m
+        if grads is not None:
+            for acc, part in zip(grads, chunk_grads):
+                if acc is not None:
+                    plus, minus = acc
+                    plus += part[0]
+                    minus += part[1]
     return loss, grads
 
 
