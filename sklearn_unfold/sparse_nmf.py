@@ -1,103 +1,27 @@
 """Sparse NMF with unit-norm bases learned by normalization-aware updates."""
 
-import functools
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_array, check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, check_non_negative, validate_data
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._divergences import _BETA_LOSS_NAMES, beta_loss_to_float, eps_for
-from ._nmf_updates import (
+from ._compat import Interval, StrOptions, _fit_context
+from ._fitting import transactional_fit, warn_not_converged
+from ._nmf.chunks import frame_chunks
+from ._nmf.divergences import _BETA_LOSS_NAMES, beta_loss_to_float, eps_for
+from ._nmf.scaling import safe_scale, scale_power, scaled_sparsity
+from ._nmf.updates import (
     bases_gradient_parts,
-    fit_sparse_nmf,
-    frame_buffer,
-    frame_chunks,
     infer_activations_batched,
-    normalize_columns,
+    init_bases,
+    learn_sparse_nmf,
     normalized_bases_step,
-    safe_scale,
-    scale_power,
-    scaled_sparsity,
 )
+from ._nmf.validation import check_nmf_input
 
-
-def restore_on_interrupt(method):
-    """Undo every attribute change of a fitting method that a KeyboardInterrupt escapes.
-
-    A fitting loop that catches the interrupt itself returns normally with the
-    parameters reached so far; an interrupt anywhere else (validation,
-    initialization, a stage that cannot stop halfway) leaves the estimator
-    exactly as it was before the call, unfitted or with its previous fit,
-    never half-updated.
-    """
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        before = dict(vars(self))
-        try:
-            return method(self, *args, **kwargs)
-        except KeyboardInterrupt:
-            vars(self).clear()
-            vars(self).update(before)
-            raise
-
-    return wrapper
-
-
-def check_nmf_input(X, beta, whom):
-    """Raise a clear ValueError for data an NMF cannot take (already validated as finite)."""
-    check_non_negative(X, whom)
-    if beta <= 0 and X.size and X.min() == 0:
-        raise ValueError(
-            f"{whom}: with a beta-divergence of beta <= 0 (e.g. 'itakura-saito') the data must be "
-            "strictly positive, but it contains zeros; add a small floor to the data or use beta > 0."
-        )
-
-
-def init_bases(M, n_components, init, random_state):
-    """Starting unit-norm bases, shape (n_features, n_components).
-
-    ``'exemplar'`` picks random frames of ``M`` as the paper does (sec. 5.3),
-    with replacement only when there are fewer frames than components; a small
-    random floor (1e-3 of the data's mean) keeps exact zeros from locking under
-    multiplicative updates. ``'random'`` draws uniform entries.
-    """
-    rng = check_random_state(random_state)
-    n_features, n_frames = M.shape
-    scale = float(M.mean()) if M.size else 1.0
-    scale = scale if scale > 0 else 1.0
-    if init == "exemplar":
-        idx = rng.choice(n_frames, size=n_components, replace=n_components > n_frames)
-        W = M[:, idx] + 1e-3 * scale * rng.uniform(size=(n_features, n_components))
-    else:
-        W = rng.uniform(size=(n_features, n_components)) * scale + 1e-3 * scale
-    return normalize_columns(W.astype(M.dtype, copy=False), eps_for(M.dtype))
-
-
-def init_training_activations(M, W, random_state, *, out=None, batch_size=None):
-    """Random positive activations whose model matches the data's mean level.
-
-    With ``out`` (e.g. a :func:`frame_buffer`) the values are written there
-    ``batch_size`` frames at a time, drawn in the same order from the
-    generator, so they are bit-identical to the one-shot array.
-    """
-    rng = check_random_state(random_state)
-    n_components, n_frames = W.shape[1], M.shape[1]
-    level = np.sqrt(max(float(M.mean()), 0.0) / n_components) if M.size else 1.0
-    level = level if level > 0 else 1.0
-    if out is None:
-        H = level * rng.uniform(0.5, 1.5, size=(n_components, n_frames))
-        return H.astype(M.dtype, copy=False)
-    # Row after row, chunk after chunk: the C order of the one-shot draw.
-    for r in range(n_components):
-        for chunk in frame_chunks(n_frames, batch_size):
-            out[r, chunk] = level * rng.uniform(0.5, 1.5, size=chunk.stop - chunk.start)
-    return out
+__all__ = ["SparseNMF"]
 
 
 class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -253,14 +177,16 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         return X
 
     @_fit_context(prefer_skip_nested_validation=True)
-    @restore_on_interrupt
+    @transactional_fit
     def fit(self, X, y=None):
         """Learn the bases from X.
 
         A ``KeyboardInterrupt`` during the iterations stops training with a
-        warning and keeps the bases of the last completed iteration (as
-        scikit-learn's ``MLPClassifier`` does); one before the first
-        iteration is complete leaves the estimator as it was before the call.
+        :class:`~sklearn_unfold.exceptions.FitInterruptedWarning` and keeps
+        the bases of the last completed iteration (as scikit-learn's
+        ``MLPClassifier`` does); one before the first iteration is complete,
+        or any exception, leaves the estimator exactly as it was before the
+        call.
 
         Parameters
         ----------
@@ -273,47 +199,24 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         -------
         self : SparseNMF
         """
-        return self._fit(X, stop_on_interrupt=True)
-
-    def _fit(self, X, *, stop_on_interrupt):
-        """fit without parameter validation; DeepNMF trains its bases with it."""
         X = self._check_X(X, reset=True)
         beta = beta_loss_to_float(self.beta_loss)
         n_components = X.shape[1] if self.n_components is None else self.n_components
-        rng = check_random_state(self.random_state)
-        # Data at extreme scales is solved as the equivalent problem on
-        # X / scale (a power of two; see safe_scale).
-        scale = safe_scale(X)
-        M = X.T if scale == 1.0 else X.T / scale
-        W = init_bases(M, n_components, self.init, rng)
-        n_frames = M.shape[1]
-        if self.batch_size is None or self.batch_size >= n_frames:
-            H = init_training_activations(M, W, rng)
-        else:
-            # The activations of every frame are the solver's state; they
-            # live in a temporary file when X is memory mapped.
-            H = frame_buffer(n_frames, n_components, M.dtype, like=X)
-            init_training_activations(M, W, rng, out=H, batch_size=self.batch_size)
-        W, H, n_iter, loss_curve = fit_sparse_nmf(
-            M,
-            W,
-            H,
+        W, n_iter, loss_curve = learn_sparse_nmf(
+            X,
+            n_components,
             beta=beta,
-            mu=scaled_sparsity(float(self.sparsity), beta, scale, M.dtype),
+            sparsity=self.sparsity,
+            init=self.init,
+            random_state=self.random_state,
             max_iter=self.max_iter,
             tol=self.tol,
-            verbose=self.verbose,
             batch_size=self.batch_size,
-            stop_on_interrupt=stop_on_interrupt,
+            verbose=self.verbose,
+            stop_on_interrupt=True,
         )
-        del H
-        # The objective of X is scale**beta times that of X / scale.
-        loss_curve = [loss * scale_power(scale, beta) for loss in loss_curve]
         if n_iter == self.max_iter and self.tol > 0:
-            warnings.warn(
-                f"Maximum number of iterations {self.max_iter} reached. Increase it to improve convergence.",
-                ConvergenceWarning,
-            )
+            warn_not_converged(type(self).__name__, self.max_iter)
         self.components_ = np.ascontiguousarray(W.T)
         self.n_components_ = n_components
         self.n_iter_ = n_iter
@@ -322,10 +225,21 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         # A later partial_fit refines these bases, without older statistics.
         self.n_steps_ = 0
         self._bases_stats = None
+        self._inference = self._inference_settings()
         return self
 
+    def _inference_settings(self):
+        """What transform needs, fixed at fit: set_params without a refit changes nothing."""
+        return {
+            "beta": beta_loss_to_float(self.beta_loss),
+            "sparsity": float(self.sparsity),
+            "max_iter": self.max_iter,
+            "tol": self.tol,
+            "batch_size": self.batch_size,
+        }
+
     @_fit_context(prefer_skip_nested_validation=True)
-    @restore_on_interrupt
+    @transactional_fit(reset=False)
     def partial_fit(self, X, y=None):
         """Update the bases with one mini-batch of frames (online sparse NMF).
 
@@ -396,6 +310,7 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         self.n_components_ = n_components
         self.n_steps_ = n_steps + 1
         self._bases_stats = (neg, pos, unit)
+        self._inference = self._inference_settings()
         return self
 
     def fit_transform(self, X, y=None):
@@ -433,8 +348,10 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         H : ndarray of shape (n_samples, n_components)
         """
         check_is_fitted(self)
-        X = self._check_X(X, reset=False)
-        beta = beta_loss_to_float(self.beta_loss)
+        settings = self._inference
+        beta = settings["beta"]
+        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        check_nmf_input(X, beta, f"{type(self).__name__} (input X)")
         scale = safe_scale(X)
         M = X.T if scale == 1.0 else X.T / scale
         W = self.components_.T.astype(X.dtype, copy=False)
@@ -442,10 +359,10 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             M,
             W,
             beta=beta,
-            mu=scaled_sparsity(float(self.sparsity), beta, scale, X.dtype),
-            max_iter=self.max_iter,
-            tol=self.tol,
-            batch_size=self.batch_size,
+            mu=scaled_sparsity(settings["sparsity"], beta, scale, X.dtype),
+            max_iter=settings["max_iter"],
+            tol=settings["tol"],
+            batch_size=settings["batch_size"],
         )
         H = np.ascontiguousarray(H.T)
         if scale != 1.0:

@@ -16,64 +16,15 @@ References
 """
 
 import time
-import warnings
 
 import numpy as np
+from sklearn.utils import check_random_state
 
-from ._divergences import beta_divergence, eps_for, mm_exponent
-
-
-def safe_scale(X):
-    """Power of two to divide ``X`` by before the multiplicative updates (1.0 when not needed).
-
-    The updates and objectives form products up to ``Lam**max(beta, 2)``
-    summed over frames, and floor ``Lam`` at :func:`eps_for`: in float32,
-    data at 1e30 overflows and data at 1e-30 sinks under the floor. Sparse
-    NMF with the beta-divergence is scale-equivariant: with ``M = s M'`` and
-    ``H = s H'`` the objective is
-    ``s**beta [D(M' | W H') + mu s**(1-beta) ||H'||_1]`` and the
-    multiplicative updates (eq. 33 and the basis updates) of one problem map
-    exactly onto those of the other (:func:`scaled_sparsity`). Data whose
-    largest value lies outside ``[2**-e, 2**e]``, ``e = maxexp / 8`` of its
-    dtype (16 for float32, 128 for float64), is therefore divided by the
-    power of two that brings its largest value into [1, 2), which loses no
-    precision; data inside that range is used as it is (``s = 1``).
-
-    Returns
-    -------
-    scale : float
-        A power of two, 1.0 for data in range, all-zero or empty data.
-    """
-    largest = float(X.max()) if X.size else 0.0
-    if not largest > 0 or not np.isfinite(largest):
-        return 1.0
-    exponent = int(np.frexp(largest)[1]) - 1  # largest / 2**exponent is in [1, 2)
-    limit = np.finfo(X.dtype).maxexp // 8
-    if -limit <= exponent <= limit:
-        return 1.0
-    return float(np.ldexp(1.0, exponent))
-
-
-def scaled_sparsity(mu, beta, scale, dtype):
-    """L1 weight of the problem on data divided by ``scale``: ``mu * scale**(1 - beta)``.
-
-    Clipped at ``sqrt(finfo(dtype).max)``: a weight that large already
-    drives every activation to zero within a few updates, like any larger
-    one would, while the objective ``mu * ||H||_1`` stays finite.
-    """
-    if mu == 0 or scale == 1.0:
-        return float(mu)
-    with np.errstate(over="ignore", under="ignore"):
-        value = mu * np.exp2(np.log2(scale) * (1.0 - beta))
-    return float(min(value, np.sqrt(np.finfo(dtype).max)))
-
-
-def scale_power(scale, power):
-    """``scale ** power`` for a power-of-two scale, as a float (inf / 0 when out of range)."""
-    if scale == 1.0:
-        return 1.0
-    with np.errstate(over="ignore", under="ignore"):
-        return float(np.exp2(np.log2(scale) * power))
+from .._fitting import run_interruptible
+from .chunks import frame_buffer, frame_chunks
+from .divergences import beta_divergence, eps_for, mm_exponent
+from .scaling import safe_scale, scale_power, scaled_sparsity
+from .steps import halving_step
 
 
 def initial_activations(M, W):
@@ -291,42 +242,6 @@ def make_objective(M, beta, mu, axis=None):
     return objective
 
 
-def frame_chunks(n_frames, batch_size):
-    """Consecutive slices of at most ``batch_size`` frames (None: all frames in one)."""
-    if batch_size is None:
-        batch_size = max(n_frames, 1)
-    return [slice(start, min(start + batch_size, n_frames)) for start in range(0, n_frames, batch_size)]
-
-
-def is_memmap_backed(X):
-    """True when ``X`` is a ``numpy.memmap`` or a view of one."""
-    while isinstance(X, np.ndarray):
-        if isinstance(X, np.memmap):
-            return True
-        X = X.base
-    return False
-
-
-def frame_buffer(n_frames, n_values, dtype, *, like=None):
-    """Uninitialized per-frame storage, shape (n_values, n_frames).
-
-    Returned as the transpose of a C-ordered (n_frames, n_values) array, so
-    the frames of a chunk are contiguous. When ``like`` (the data) is memory
-    mapped, the buffer is a ``numpy.memmap`` on an anonymous temporary file
-    (deleted when the buffer is garbage collected; ``TMPDIR`` picks the
-    folder), so state that grows with the number of frames stays out of
-    memory like the data does.
-    """
-    shape = (n_frames, n_values)
-    if like is not None and is_memmap_backed(like) and n_frames * n_values:
-        import tempfile
-
-        with tempfile.TemporaryFile() as backing:
-            buffer = np.memmap(backing, dtype=dtype, mode="w+", shape=shape)
-        return buffer.T
-    return np.empty(shape, dtype=dtype).T
-
-
 def infer_activations(M, W, H, *, beta, mu, max_iter, tol):
     """Activation updates with the bases frozen, each frame stopping on its own.
 
@@ -389,15 +304,6 @@ def infer_activations_batched(M, W, *, beta, mu, max_iter, tol, batch_size=None)
     return out.T
 
 
-def _interrupted(name, n_iter):
-    warnings.warn(
-        f"{name}: training interrupted by user (KeyboardInterrupt); keeping the parameters "
-        f"after {n_iter} completed iteration(s).",
-        UserWarning,
-        stacklevel=3,
-    )
-
-
 def fit_sparse_nmf(
     M,
     W,
@@ -412,6 +318,7 @@ def fit_sparse_nmf(
     max_halvings=8,
     batch_size=None,
     stop_on_interrupt=False,
+    name="SparseNMF",
 ):
     """Alternate multiplicative updates of ``H`` (and ``W``) until convergence.
 
@@ -461,16 +368,17 @@ def fit_sparse_nmf(
     else:
         solver, extra = _fit_sparse_nmf_one_shot, {}
     state = {"W": W, "H": H, "loss_curve": []}
-    try:
+
+    def loop():
         solver(
             M, state, beta=beta, mu=mu, max_iter=max_iter, tol=tol, update_W=update_W,
             verbose=verbose, max_halvings=max_halvings, **extra,
         )
-    except KeyboardInterrupt:
-        # Before the first completed iteration there is nothing to keep.
-        if not stop_on_interrupt or len(state["loss_curve"]) < 2:
-            raise
-        _interrupted("SparseNMF", len(state["loss_curve"]) - 1)
+
+    run_interruptible(
+        loop, lambda: len(state["loss_curve"]) - 1, name=name, stop_on_interrupt=stop_on_interrupt,
+        what="iteration",
+    )
     loss_curve = state["loss_curve"]
     return state["W"], state["H"], len(loss_curve) - 1, loss_curve
 
@@ -504,19 +412,19 @@ def _fit_sparse_nmf_one_shot(M, state, *, beta, mu, max_iter, tol, update_W, ver
             # (objective <= previous), so checking the basis step against
             # ``previous`` keeps every recorded objective non-increasing
             # with a single evaluation per iteration.
-            step = 1.0
-            for _ in range(max_halvings + 1):
+
+            def propose(step):
                 W_new = update_bases_normalized(M, W, H, beta, Lam=Lam, step=step)
                 Lam_new = model(W_new, H, eps)
-                loss_new = objective(Lam_new, H)
-                if loss_new <= previous:
-                    W, Lam, loss = W_new, Lam_new, loss_new
-                    W_colsum = W.sum(axis=0)
-                    break
-                step *= 0.5
-            else:
+                return (W_new, Lam_new), objective(Lam_new, H)
+
+            accepted, loss, _ = halving_step(propose, previous, max_halvings=max_halvings)
+            if accepted is None:
                 # No basis step helped: the iteration only moved H.
                 loss = objective(Lam, H)
+            else:
+                (W, Lam) = accepted
+                W_colsum = W.sum(axis=0)
         else:
             loss = objective(Lam, H)
         state.update(W=W, H=H, loss_curve=loss_curve + [loss])
@@ -561,16 +469,16 @@ def _fit_sparse_nmf_chunked(M, state, *, beta, mu, max_iter, tol, update_W, verb
                 pos += p_c
         previous = loss
         if update_W:
-            step = 1.0
-            for _ in range(max_halvings + 1):
+
+            def propose(step):
                 W_new = normalized_bases_step(W, neg, pos, eps, step=step).astype(W.dtype, copy=False)
-                loss_new = total_objective(W_new)
-                if loss_new <= previous:
-                    W, loss = W_new, loss_new
-                    break
-                step *= 0.5
-            else:
+                return W_new, total_objective(W_new)
+
+            accepted, loss, _ = halving_step(propose, previous, max_halvings=max_halvings)
+            if accepted is None:
                 loss = total_objective(W)
+            else:
+                W = accepted
         else:
             loss = total_objective(W)
         state.update(W=W, loss_curve=loss_curve + [loss])
@@ -578,3 +486,108 @@ def _fit_sparse_nmf_chunked(M, state, *, beta, mu, max_iter, tol, update_W, verb
         _report(verbose, n_iter, loss, start)
         if tol > 0 and (previous - loss) <= tol * abs(loss):
             break
+
+
+def init_bases(M, n_components, init, random_state):
+    """Starting unit-norm bases, shape (n_features, n_components).
+
+    ``'exemplar'`` picks random frames of ``M`` as the paper does (sec. 5.3),
+    with replacement only when there are fewer frames than components; a small
+    random floor (1e-3 of the data's mean) keeps exact zeros from locking under
+    multiplicative updates. ``'random'`` draws uniform entries.
+    """
+    rng = check_random_state(random_state)
+    n_features, n_frames = M.shape
+    scale = float(M.mean()) if M.size else 1.0
+    scale = scale if scale > 0 else 1.0
+    if init == "exemplar":
+        idx = rng.choice(n_frames, size=n_components, replace=n_components > n_frames)
+        W = M[:, idx] + 1e-3 * scale * rng.uniform(size=(n_features, n_components))
+    else:
+        W = rng.uniform(size=(n_features, n_components)) * scale + 1e-3 * scale
+    return normalize_columns(W.astype(M.dtype, copy=False), eps_for(M.dtype))
+
+
+def init_training_activations(M, W, random_state, *, out=None, batch_size=None):
+    """Random positive activations whose model matches the data's mean level.
+
+    With ``out`` (e.g. a :func:`~.chunks.frame_buffer`) the values are written
+    there ``batch_size`` frames at a time, drawn in the same order from the
+    generator, so they are bit-identical to the one-shot array.
+    """
+    rng = check_random_state(random_state)
+    n_components, n_frames = W.shape[1], M.shape[1]
+    level = np.sqrt(max(float(M.mean()), 0.0) / n_components) if M.size else 1.0
+    level = level if level > 0 else 1.0
+    if out is None:
+        H = level * rng.uniform(0.5, 1.5, size=(n_components, n_frames))
+        return H.astype(M.dtype, copy=False)
+    # Row after row, chunk after chunk: the C order of the one-shot draw.
+    for r in range(n_components):
+        for chunk in frame_chunks(n_frames, batch_size):
+            out[r, chunk] = level * rng.uniform(0.5, 1.5, size=chunk.stop - chunk.start)
+    return out
+
+
+def learn_sparse_nmf(
+    V,
+    n_components,
+    *,
+    beta,
+    sparsity,
+    init,
+    random_state,
+    max_iter,
+    tol,
+    batch_size=None,
+    verbose=0,
+    stop_on_interrupt=False,
+    name="SparseNMF",
+):
+    """Sparse NMF of ``V`` from a fresh start, at any scale of the data.
+
+    The bases start from :func:`init_bases`, the activations from
+    :func:`init_training_activations` (both drawn from ``random_state``, in
+    that order), and :func:`fit_sparse_nmf` runs on ``V / s``
+    (:func:`~.scaling.safe_scale`) with the matching sparsity.
+
+    Parameters
+    ----------
+    V : ndarray of shape (n_samples, n_features)
+        Non-negative data, one frame per row (may be a ``numpy.memmap``).
+
+    Returns
+    -------
+    W : ndarray of shape (n_features, n_components)
+        Unit-norm bases.
+    n_iter : int
+    loss_curve : list of float
+        Objective in the units of ``V``.
+    """
+    rng = check_random_state(random_state)
+    scale = safe_scale(V)
+    M = V.T if scale == 1.0 else V.T / scale
+    W = init_bases(M, n_components, init, rng)
+    n_frames = M.shape[1]
+    if batch_size is None or batch_size >= n_frames:
+        H = init_training_activations(M, W, rng)
+    else:
+        # The activations of every frame are the solver's state; they live in
+        # a temporary file when V is memory mapped.
+        H = frame_buffer(n_frames, n_components, M.dtype, like=V)
+        init_training_activations(M, W, rng, out=H, batch_size=batch_size)
+    W, H, n_iter, loss_curve = fit_sparse_nmf(
+        M,
+        W,
+        H,
+        beta=beta,
+        mu=scaled_sparsity(float(sparsity), beta, scale, M.dtype),
+        max_iter=max_iter,
+        tol=tol,
+        verbose=verbose,
+        batch_size=batch_size,
+        stop_on_interrupt=stop_on_interrupt,
+        name=name,
+    )
+    # The objective of V is scale**beta times that of V / scale.
+    return W, n_iter, [loss * scale_power(scale, beta) for loss in loss_curve]

@@ -1,10 +1,10 @@
-"""Physics-aware deep NMF (PAD-NMF): block-Hankel weights, fixed dictionary, reconstruction loss.
+"""Block-Hankel weights of PAD-NMF, and the block-Hankel sparse NMF of its fixed bases.
 
-Array math only, in the orientation of :mod:`._unfolded_nmf`: spectra ``M``
+Array math only, in the orientation of :mod:`.network`: spectra ``M``
 (n_features, n_frames), bases ``W`` (n_features, n_components), activations
 ``H`` (n_components, n_frames). Nothing here sees an estimator; the layer
-steps themselves (eq. 33 forward, eq. 83-87 / 102-105 backward, the Wiener
-layer) are those of :mod:`._unfolded_nmf`, reused unchanged.
+steps themselves and the reconstruction penalty of the loss are in
+:mod:`.network`, :mod:`.backward` and :mod:`.trainer`, shared with DeepNMF.
 
 Block-Hankel weights (how the slides and the authors' code are read here)
 -------------------------------------------------------------------------
@@ -47,7 +47,7 @@ group is scaled, and only while learning the fixed bases).
 Loss with a reconstruction penalty (slides, "suitable loss function")
 ---------------------------------------------------------------------
 ``E = sum_l w_l D_beta2(S_l | M * Lam_l / Lam) + gamma sum_l w_l D_2(S_l | Lam_l)``
-with ``Lam_l = W_l^K H_l^K``: the Wiener-filter term of :func:`wiener_backward`
+with ``Lam_l = W_l^K H_l^K``: the Wiener-filter term of :func:`.backward.wiener_backward`
 plus a direct reconstruction error of each weighted source's part of the
 last layer (``D_2`` is half the squared Euclidean distance). With the
 default weights ``(1, 0, ...)`` and ``beta2 = 2`` this is half of the slides'
@@ -68,17 +68,12 @@ References
 
 
 import numpy as np
+from sklearn.utils import check_random_state
 
-from ._divergences import eps_for, mm_exponent
-from ._nmf_updates import make_objective, model, update_activations
-from ._unfolded_nmf import (
-    frame_chunks,
-    layer_backward,
-    safeguarded_descent,
-    sum_chunk_results,
-    trained_forward,
-    wiener_backward,
-)
+from .divergences import eps_for, mm_exponent
+from .scaling import safe_scale, scale_power, scaled_sparsity
+from .steps import halving_step
+from .updates import init_training_activations, make_objective, model, update_activations
 
 
 # --------------------------------------------------------------------------
@@ -261,209 +256,46 @@ def fit_hankel_sparse_nmf(structure, M, gen, H, *, beta, mu, max_iter, tol, max_
         H = update_activations(M, W, H, beta, mu, exponent=exponent, Lam=Lam)
         Lam = model(W, H, eps)
         previous = loss
-        step = 1.0
-        for _ in range(max_halvings + 1):
+
+        def propose(step):
             gen_new = _update_hankel_bases(structure, M, gen, H, beta, Lam, eps, step)
             W_new = structure.expand(gen_new)
             Lam_new = model(W_new, H, eps)
-            loss_new = objective(Lam_new, H)
-            if loss_new <= previous:
-                gen, W, Lam, loss = gen_new, W_new, Lam_new, loss_new
-                break
-            step *= 0.5
-        else:
+            return (gen_new, W_new, Lam_new), objective(Lam_new, H)
+
+        accepted, loss, _ = halving_step(propose, previous, max_halvings=max_halvings)
+        if accepted is None:
             loss = objective(Lam, H)
+        else:
+            gen, W, Lam = accepted
         loss_curve.append(loss)
         if tol > 0 and previous - loss <= tol * abs(loss):
             break
     return gen, H, n_iter, loss_curve
 
 
-# --------------------------------------------------------------------------
-# Output layer: Wiener filter (eq. 34, 98-101) plus the reconstruction penalty
-# --------------------------------------------------------------------------
-def reconstruction_penalty(sources, W, H, source_slices, weights, gamma):
-    """``gamma sum_l w_l D_2(S_l | W_l H_l)`` and its gradient parts in ``W`` and ``H``.
-
-    Returns
-    -------
-    loss : float
-    (dWp, dWm) : ndarrays like W
-    (dHp, dHm) : ndarrays like H
-    """
-    dWp, dWm = np.zeros_like(W), np.zeros_like(W)
-    dHp, dHm = np.zeros_like(H), np.zeros_like(H)
-    loss = 0.0
-    for S_l, sl, w in zip(sources, source_slices, weights):
-        if not w:
-            continue
-        Lam_l = W[:, sl] @ H[sl]
-        diff = S_l - Lam_l
-        loss += 0.5 * gamma * w * float(np.vdot(diff, diff))
-        pos, neg = (gamma * w) * Lam_l, (gamma * w) * S_l
-        dHp[sl] = W[:, sl].T @ pos
-        dHm[sl] = W[:, sl].T @ neg
-        dWp[:, sl] = pos @ H[sl].T
-        dWm[:, sl] = neg @ H[sl].T
-    return loss, (dWp, dWm), (dHp, dHm)
-
-
-def output_backward(M, sources, W, H, source_slices, weights, beta, gamma):
-    """Objective ``E`` of the output layer and its gradient parts (slides' loss).
-
-    The Wiener term of :func:`~._unfolded_nmf.wiener_backward` plus, for
-    ``gamma > 0``, :func:`reconstruction_penalty`; positive parts add to
-    positive parts.
-
-    Returns
-    -------
-    loss : float
-    (dWp, dWm) : ndarrays like W
-    (dHp, dHm) : ndarrays like H
-    """
-    loss, (dWp, dWm), (dHp, dHm) = wiener_backward(M, sources, W, H, source_slices, weights, beta)
-    if gamma:
-        extra, (ep, em), (hp, hm) = reconstruction_penalty(sources, W, H, source_slices, weights, gamma)
-        loss += extra
-        dWp += ep
-        dWm += em
-        dHp += hp
-        dHm += hm
-    return loss, (dWp, dWm), (dHp, dHm)
-
-
-# --------------------------------------------------------------------------
-# The trained part of the network on one chunk, and its trainer
-# --------------------------------------------------------------------------
-def pad_chunk_loss_and_gradients(
-    M_layers, M, sources, H_start, W_layers, source_slices, weights, beta1, beta2, mu, exponent, gamma, lowest=0
-):
-    """Objective and gradient parts of the trained matrices on one chunk.
+def learn_hankel_bases(structure, V, n_components, *, beta, sparsity, random_state, max_iter, tol):
+    """Block-Hankel sparse NMF of ``V`` from an exemplar start, at any scale of the data.
 
     Parameters
     ----------
-    M_layers : ndarray of shape (n_layer_features, n_frames)
-        What the update layers see: the target frames (``M``) or the
-        context-stacked mixture (context layers, ``W`` with T F rows).
-    M : ndarray of shape (n_freqs, n_frames)
-        Target frames of the mixture (the Wiener layer's input).
-    W_layers : list of ndarray
-        Update layers bottom to top, then the reconstruction layer ``W^K``
-        of shape (n_freqs, n_components).
-    lowest : int, default=0
-        Index of the lowest layer whose gradient is needed; the backward pass
-        stops there (layers below are frozen).
+    structure : BlockHankel
+    V : ndarray of shape (n_samples, n_context * n_freqs)
+        Context-stacked spectra of one source, one frame per row.
 
     Returns
     -------
-    loss : float
-    grads : list of (dWp, dWm) or None, one per entry of ``W_layers``
-        None for update layers below ``lowest``.
-    """
-    H_top, caches = trained_forward(M_layers, H_start, W_layers, beta1, mu, exponent, keep=True)
-    loss, dW_out, (Gp, Gm) = output_backward(M, sources, W_layers[-1], H_top, source_slices, weights, beta2, gamma)
-    grads = [None] * len(W_layers)
-    grads[-1] = dW_out
-    for i in range(len(caches) - 1, lowest - 1, -1):
-        dH, dW = layer_backward(
-            M_layers, W_layers[i], caches[i], Gp, Gm, beta1, exponent, need_input_grad=i > lowest
-        )
-        grads[i] = dW
-        if dH is not None:
-            Gp, Gm = dH
-    return loss, grads
-
-
-def train_pad_layers(
-    M_layers,
-    M,
-    sources,
-    H_start,
-    W_layers,
-    source_slices,
-    weights,
-    *,
-    trainable,
-    structures,
-    gamma,
-    beta1,
-    beta2,
-    mu,
-    exponent,
-    max_iter,
-    tol,
-    batch_size,
-    n_jobs=None,
-    verbose=0,
-    max_halvings=10,
-    name="PhysicsAwareDeepNMF",
-):
-    """Multiplicative back-propagation with frozen and block-Hankel layers.
-
-    The scheme of :func:`~._unfolded_nmf.train_layers` (eq. 38: gradients
-    accumulated over all frames chunk by chunk, ``W <- W * ratio ** step``,
-    an update that increases the objective retried with ``step`` halved, so
-    the recorded objective never increases), with three changes: the
-    objective is :func:`output_backward`'s (Wiener term + ``gamma`` times the
-    reconstruction penalty), layers with ``trainable[i] = False`` are left
-    as they are, and a layer with a :class:`BlockHankel` in ``structures[i]``
-    is updated by :func:`hankel_ratio`, which keeps it exactly block-Hankel.
-
-    Returns
-    -------
-    W_layers : list of ndarray
+    W : ndarray of shape (n_context * n_freqs, n_components)
+        Block-Hankel bases, unit root-mean-square atom norm per group.
     n_iter : int
     loss_curve : list of float
-        Objective per frame at the start and after each accepted update.
+        Objective in the units of ``V``.
     """
-    n_frames = M.shape[1]
-    chunks = frame_chunks(n_frames, batch_size)
-    eps = eps_for(M.dtype)
-    active = [i for i, t in enumerate(trainable) if t]
-    lowest = min(active)
-
-    def evaluate(layers):
-        def one(chunk):
-            return pad_chunk_loss_and_gradients(
-                M_layers[:, chunk],
-                M[:, chunk],
-                [S[:, chunk] for S in sources],
-                H_start[:, chunk],
-                layers,
-                source_slices,
-                weights,
-                beta1,
-                beta2,
-                mu,
-                exponent,
-                gamma,
-                lowest,
-            )
-
-        shapes = [W.shape if i in active else None for i, W in enumerate(layers)]
-        return sum_chunk_results(one, chunks, n_jobs, shapes)
-
-    def propose(layers, grads, step):
-        # W <- W * ratio**step on the trainable layers; a block-Hankel layer's
-        # ratio is projected so the structure is kept exactly.
-        candidate = list(layers)
-        for i in active:
-            plus, minus = grads[i]
-            if structures[i] is None:
-                ratio = minus / np.maximum(plus, eps)
-            else:
-                ratio = hankel_ratio(structures[i], plus, minus, eps)
-            candidate[i] = (layers[i] * ratio**step).astype(layers[i].dtype, copy=False)
-        return candidate
-
-    return safeguarded_descent(
-        evaluate,
-        propose,
-        W_layers,
-        n_frames=n_frames,
-        max_iter=max_iter,
-        tol=tol,
-        max_halvings=max_halvings,
-        verbose=verbose,
-        name=name,
-    )
+    rng = check_random_state(random_state)
+    scale = safe_scale(V)
+    M = np.ascontiguousarray(V.T if scale == 1.0 else V.T / scale)
+    gen = init_hankel_generators(structure, M, n_components, rng)
+    H = init_training_activations(M, structure.expand(gen), rng)
+    mu = scaled_sparsity(float(sparsity), beta, scale, M.dtype)
+    gen, _, n_iter, loss_curve = fit_hankel_sparse_nmf(structure, M, gen, H, beta=beta, mu=mu, max_iter=max_iter, tol=tol)
+    return structure.expand(gen), n_iter, [loss * scale_power(scale, beta) for loss in loss_curve]

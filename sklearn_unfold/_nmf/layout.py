@@ -1,0 +1,43 @@
+"""Where each source's frames sit in the estimators' ``X`` and ``y``.
+
+``X`` holds context-stacked mixture magnitudes, one frame per row: row t is
+frames t-T+1, ..., t, the target frame last, shape ``(n_samples, T * F)``.
+``y`` holds each source's magnitudes stacked exactly like ``X``, side by side,
+source 0 first: ``(n_samples, n_sources * T * F)``.
+"""
+
+
+def n_frequencies_of(n_features, n_context):
+    """F from the width of X; a clear error when X cannot hold ``n_context`` stacked frames."""
+    if n_features % n_context:
+        raise ValueError(
+            f"X has {n_features} columns, which is not a multiple of n_context={n_context}: "
+            "X must hold n_context stacked frames of n_frequencies each."
+        )
+    return n_features // n_context
+
+
+def n_sources_of(y, n_features):
+    """Number of sources in ``y``; a clear error for any other width."""
+    if y.ndim != 2 or y.shape[1] % n_features or y.shape[1] // n_features < 2:
+        raise ValueError(
+            f"y must have shape (n_samples, n_sources * {n_features}) with n_sources >= 2: each "
+            f"source's magnitudes stacked with the same context as X; got y of shape {y.shape}."
+        )
+    return y.shape[1] // n_features
+
+
+def mixture_targets(X, n_frequencies):
+    """The mixture's target frames, an (F, n_samples) view of X."""
+    return X[:, -n_frequencies:].T
+
+
+def source_targets(y, n_features, n_frequencies, n_sources):
+    """Each source's target frame, a list of (F, n_samples) views of y."""
+    target = n_features - n_frequencies
+    return [y[:, l * n_features + target : (l + 1) * n_features].T for l in range(n_sources)]
+
+
+def source_block(y, n_features, source):
+    """All context-stacked frames of one source, an (n_samples, T F) view of y."""
+    return y[:, source * n_features : (source + 1) * n_features]
