@@ -29,7 +29,6 @@ The estimators are multi-label binary classifiers: ``y`` is an
 ``score`` is the mean per-label accuracy.
 """
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
@@ -40,14 +39,13 @@ from sklearn.base import (
     ClassifierMixin,
     ClassNamePrefixFeaturesOutMixin,
     TransformerMixin,
-    _fit_context,
 )
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._compat import Interval, Options, StrOptions, _fit_context
+from ._fitting import transactional_fit, warn_not_converged
 from ._mrf.graphs import GRAPH_NAMES, make_graph, with_latent_units
 from ._mrf.network import NetworkSpec
 from ._mrf.training import fit_network, init_params, predict_log_odds
@@ -55,6 +53,58 @@ from ._mrf.training import fit_network, init_params, predict_log_odds
 __all__ = ["UnfoldedBP", "UnfoldedMeanField"]
 
 TIEABLE = ("coupling", "bias", "local", "dense", "schedule")
+
+# Network parameter (see _mrf.network) -> the fitted attribute holding it.
+_FITTED_NAMES = {
+    "coupling": "coupling_",
+    "bias": "bias_",
+    "local": "local_coef_",
+    "dense": "dense_coef_",
+    "schedule": "schedule_",
+    "lambda": "lambdas_",
+}
+
+
+def _encode_targets(y, dtype):
+    """Binary indicator matrix from ``y`` and the fitted state that describes ``y``.
+
+    Returns
+    -------
+    Y : ndarray of shape (n_samples, n_hidden)
+    target : dict
+        ``classes_``, ``n_outputs_``, ``_y_1d_`` (1-D target: ``predict``
+        returns classes) and ``_y_dtype_`` (the dtype ``predict`` returns for
+        an indicator ``y``).
+    """
+    if sp.issparse(y):
+        y = y.toarray()
+    y = np.asarray(y)
+    check_classification_targets(y)
+    y_type = type_of_target(y, input_name="y")
+    if y.ndim == 1:
+        if y_type != "binary":
+            raise ValueError(
+                "Only binary classification is supported. The type of the target "
+                f"is {y_type}. For several binary labels pass y as a 2-D indicator "
+                "matrix of shape (n_samples, n_hidden) with values in {0, 1}."
+            )
+        classes = np.unique(y)
+        if classes.shape[0] < 2:
+            raise ValueError(
+                f"y contains only one class ({classes[0]!r}); a 1-D target needs "
+                "two classes."
+            )
+        target = {"classes_": classes, "n_outputs_": 1, "_y_1d_": True, "_y_dtype_": y.dtype}
+        return (y == classes[1]).astype(dtype).reshape(-1, 1), target
+    values = np.unique(y)
+    if not np.all(np.isin(values, [0, 1])):
+        shown = values[:5].tolist()
+        raise ValueError(
+            "y must be binary: a 2-D y is a multi-label indicator matrix with "
+            f"values in {{0, 1}}, got values {shown}{'...' if values.size > 5 else ''}."
+        )
+    target = {"classes_": np.array([0, 1]), "n_outputs_": y.shape[1], "_y_1d_": False, "_y_dtype_": y.dtype}
+    return y.astype(dtype), target
 
 
 class _BaseUnfoldedMRF(
@@ -86,7 +136,7 @@ class _BaseUnfoldedMRF(
         "verbose": ["verbose"],
     }
 
-    # -- hooks for the subclasses ---------------------------------------------
+    # -- hooks for the subclasses (read at fit only) ----------------------------
     def _kappa(self):
         return 1.0
 
@@ -96,47 +146,17 @@ class _BaseUnfoldedMRF(
     def _trainable(self, params):
         return [key for key in params if key != "lambda"]
 
-    # -- targets ----------------------------------------------------------------
-    def _encode_targets(self, y, dtype):
-        """Binary indicator matrix from ``y``; sets ``classes_`` and output format."""
-        if sp.issparse(y):
-            y = y.toarray()
-        y = np.asarray(y)
-        check_classification_targets(y)
-        y_type = type_of_target(y, input_name="y")
-        if y.ndim == 1:
-            if y_type != "binary":
-                raise ValueError(
-                    "Only binary classification is supported. The type of the target "
-                    f"is {y_type}. For several binary labels pass y as a 2-D indicator "
-                    "matrix of shape (n_samples, n_hidden) with values in {0, 1}."
-                )
-            classes = np.unique(y)
-            if classes.shape[0] < 2:
-                raise ValueError(
-                    f"y contains only one class ({classes[0]!r}); a 1-D target needs "
-                    "two classes."
-                )
-            self.classes_ = classes
-            self._y_1d = True
-            self._y_dtype = y.dtype
-            return (y == classes[1]).astype(dtype).reshape(-1, 1)
-        values = np.unique(y)
-        if not np.all(np.isin(values, [0, 1])):
-            shown = values[:5].tolist()
-            raise ValueError(
-                "y must be binary: a 2-D y is a multi-label indicator matrix with "
-                f"values in {{0, 1}}, got values {shown}{'...' if values.size > 5 else ''}."
-            )
-        self.classes_ = np.array([0, 1])
-        self._y_1d = False
-        self._y_dtype = y.dtype
-        return y.astype(dtype)
-
     # -- fit --------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
+    @transactional_fit
     def fit(self, X, y):
         """Train the unfolded network.
+
+        A fit is all-or-nothing: if it raises (or is interrupted before its
+        first complete epoch), the estimator is left exactly as it was.
+        ``KeyboardInterrupt`` after a complete epoch stops training, keeps
+        the parameters of the last complete epoch and warns with
+        :class:`~sklearn_unfold.exceptions.FitInterruptedWarning`.
 
         Parameters
         ----------
@@ -152,6 +172,10 @@ class _BaseUnfoldedMRF(
         self : object
             The fitted estimator.
         """
+        # Everything is computed into locals; _store_fit sets the fitted
+        # attributes at the end (transactional_fit undoes a partial fit).
+        tied = self._check_tied_params()
+        lambdas = self._initial_lambdas()
         X, y = validate_data(
             self,
             X,
@@ -161,17 +185,17 @@ class _BaseUnfoldedMRF(
             accept_sparse=False,
             y_numeric=False,
         )
-        Y = self._encode_targets(y, X.dtype)
+        Y, target = _encode_targets(y, X.dtype)
         n_hidden = Y.shape[1]
-        graph = with_latent_units(
-            make_graph(self.graph, n_hidden, self.image_shape), self.n_latent
-        )
         if self.observation != "dense" and X.shape[1] != n_hidden:
             raise ValueError(
                 f"observation={self.observation!r} connects hidden unit i to feature i, "
                 f"so X needs one column per label: X has {X.shape[1]} features, y has "
                 f"{n_hidden} labels. Use observation='dense' otherwise."
             )
+        graph = with_latent_units(
+            make_graph(self.graph, n_hidden, self.image_shape), self.n_latent
+        )
         spec = NetworkSpec(
             graph,
             self.n_layers,
@@ -179,17 +203,13 @@ class _BaseUnfoldedMRF(
             kappa=self._kappa(),
             symmetric=self.coupling == "symmetric",
         )
-        tied = tuple(np.asarray(self.tied_params, dtype=object).ravel().tolist())
-        unknown = sorted(set(tied) - set(TIEABLE))
-        if unknown:
-            raise ValueError(f"tied_params must name parameters among {TIEABLE}, got {unknown}.")
         rng = check_random_state(self.random_state)
         params = init_params(
             spec,
             X.shape[1],
             observation=self.observation,
             schedule=self.schedule,
-            lambdas=self._initial_lambdas(),
+            lambdas=lambdas,
             tied=tied,
             dtype=X.dtype,
             random_state=rng,
@@ -213,69 +233,72 @@ class _BaseUnfoldedMRF(
             validation_fraction=self.validation_fraction,
             random_state=rng,
             verbose=self.verbose,
+            stop_on_interrupt=True,
+            name=type(self).__name__,
         )
-        if not info["converged"]:
-            warnings.warn(
-                f"{type(self).__name__} reached max_iter={self.max_iter} epochs "
-                "without converging; increase max_iter or learning_rate_init.",
-                ConvergenceWarning,
-            )
-        self._graph = graph
-        self._spec = spec
-        self._set_fitted_params(params, trainable)
-        self.n_outputs_ = n_hidden
-        self._n_features_out = n_hidden
-        self.n_iter_ = info["n_iter"]
-        self.loss_curve_ = info["loss_curve"]
-        self.best_loss_ = info["best_loss"]
-        if self.early_stopping:
-            self.validation_scores_ = info["validation_scores"]
-            self.best_validation_score_ = info["best_validation_score"]
+        if not (info["converged"] or info["interrupted"]):
+            warn_not_converged(type(self).__name__, self.max_iter)
+        self._store_fit(spec, params, trainable, info, target)
         return self
 
-    def _set_fitted_params(self, params, trainable):
-        K = self.n_layers
+    def _check_tied_params(self):
+        tied = tuple(np.asarray(self.tied_params, dtype=object).ravel().tolist())
+        unknown = sorted(set(tied) - set(TIEABLE), key=str)
+        if unknown:
+            raise ValueError(f"tied_params must name parameters among {TIEABLE}, got {unknown}.")
+        return tied
+
+    def _store_fit(self, spec, params, trainable, info, target):
+        """Set every fitted attribute from a finished training run (the last step of fit)."""
+        K = spec.n_layers
+        n_hidden = target["n_outputs_"]
 
         def untied(a):
             return np.broadcast_to(a, (K,) + a.shape[1:]).copy()
 
-        self.edges_ = self._graph.edges.copy()
-        self.coupling_ = untied(params["coupling"])
-        self.bias_ = untied(params["bias"])
-        if "local" in params:
-            self.local_coef_ = untied(params["local"])
-        if "dense" in params:
-            self.dense_coef_ = untied(params["dense"])
-        if "schedule" in params:
-            self.schedule_ = expit(untied(params["schedule"]))
-        if "lambda" in params:
-            self.lambdas_ = untied(params["lambda"])
-        self.n_trainable_params_ = int(sum(params[key].size for key in trainable))
+        fitted = dict(target)
+        for key, value in params.items():
+            value = untied(value)
+            fitted[_FITTED_NAMES[key]] = expit(value) if key == "schedule" else value
+        fitted.update(
+            # What prediction needs besides the parameters: the network's
+            # structure and which parameters it has.
+            _spec_=spec,
+            _network_keys_=tuple(params),
+            edges_=spec.graph.edges.copy(),
+            n_trainable_params_=int(sum(params[key].size for key in trainable)),
+            _n_features_out=n_hidden,
+            n_iter_=info["n_iter"],
+            loss_curve_=info["loss_curve"],
+            best_loss_=info["best_loss"],
+        )
+        if info["best_validation_score"] is not None:
+            fitted.update(
+                validation_scores_=info["validation_scores"],
+                best_validation_score_=info["best_validation_score"],
+            )
+        for name, value in fitted.items():
+            setattr(self, name, value)
 
-    def _network_params(self, dtype):
-        params = {"coupling": self.coupling_, "bias": self.bias_}
-        if hasattr(self, "local_coef_"):
-            params["local"] = self.local_coef_
-        if hasattr(self, "dense_coef_"):
-            params["dense"] = self.dense_coef_
-        if hasattr(self, "schedule_"):
-            params["schedule"] = logit(self.schedule_)
-        if hasattr(self, "lambdas_"):
-            params["lambda"] = self.lambdas_
-        return {key: np.asarray(value, dtype=dtype) for key, value in params.items()}
-
-    # -- prediction -------------------------------------------------------------
+    # -- prediction: fitted state only, never the constructor parameters ---------
     def __sklearn_is_fitted__(self):
         # ``lambda_`` is a constructor parameter, so "has an attribute ending
         # in _" does not mean fitted here.
         return hasattr(self, "n_iter_")
+
+    def _network_params(self, dtype):
+        params = {}
+        for key in self._network_keys_:
+            value = getattr(self, _FITTED_NAMES[key])
+            params[key] = logit(value) if key == "schedule" else value
+        return {key: np.asarray(value, dtype=dtype) for key, value in params.items()}
 
     def _log_odds(self, X):
         check_is_fitted(self)
         X = validate_data(
             self, X, reset=False, dtype=[np.float64, np.float32], accept_sparse=False
         )
-        eta = predict_log_odds(self._network_params(X.dtype), self._spec, X)
+        eta = predict_log_odds(self._network_params(X.dtype), self._spec_, X)
         return eta[:, : self.n_outputs_]
 
     def transform(self, X):
@@ -305,7 +328,7 @@ class _BaseUnfoldedMRF(
             columns are the probabilities of ``classes_``.
         """
         eta = self._log_odds(X)
-        if self._y_1d:
+        if self._y_1d_:
             return np.column_stack([expit(-eta[:, 0]), expit(eta[:, 0])])
         return expit(eta)
 
@@ -322,9 +345,9 @@ class _BaseUnfoldedMRF(
             Same dtype as the ``y`` given to ``fit``.
         """
         on = self._log_odds(X) > 0
-        if self._y_1d:
+        if self._y_1d_:
             return self.classes_[on[:, 0].astype(np.intp)]
-        return on.astype(self._y_dtype)
+        return on.astype(self._y_dtype_)
 
     def score(self, X, y, sample_weight=None):
         """Mean per-label accuracy (1 - Hamming loss).

@@ -224,7 +224,7 @@ def test_max_product_and_latent_units():
 
 def test_convergence_warning_and_verbose(capsys):
     X, Y = multilabel_data()
-    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+    with pytest.warns(ConvergenceWarning, match="maximum number of iterations 2"):
         UnfoldedMeanField(n_layers=1, max_iter=2, verbose=1).fit(X, Y)
     assert "Epoch 2, loss" in capsys.readouterr().out
 

@@ -12,7 +12,8 @@ L2 penalty on the couplings and observation weights:
 
 Its gradient with respect to ``eta^K`` is ``(sigmoid(eta^K) - y) / n``; the rest
 is :func:`.network.backward`.  :func:`fit_network` runs mini-batch Adam with
-optional early stopping on a held-out fraction (per-label accuracy).
+optional early stopping on a held-out fraction (per-label accuracy); on request
+a Ctrl-C ends it with the result of the last complete epoch.
 """
 
 import time
@@ -20,6 +21,7 @@ import time
 import numpy as np
 from scipy.special import expit
 
+from .._fitting import run_interruptible
 from .network import backward, forward
 from .optimizer import Adam
 from .power_mean import softplus
@@ -156,6 +158,8 @@ def fit_network(
     validation_fraction=0.1,
     random_state,
     verbose=0,
+    stop_on_interrupt=False,
+    name="fit_network",
 ):
     """Train ``params`` in place with mini-batch Adam.
 
@@ -186,12 +190,21 @@ def fit_network(
     validation_fraction : float
     random_state : numpy.random.RandomState
     verbose : int
+    stop_on_interrupt : bool, default=False
+        On ``KeyboardInterrupt`` after at least one complete epoch, stop,
+        warn (:class:`~sklearn_unfold.exceptions.FitInterruptedWarning`) and
+        return the result of the last complete epoch, as if ``max_iter`` had
+        been that number of epochs. Otherwise the interrupt propagates (and
+        ``params`` may hold a partial epoch).
+    name : str, default="fit_network"
+        Who trains, for the messages.
 
     Returns
     -------
     info : dict
-        ``n_iter``, ``converged``, ``loss_curve``, ``validation_scores``
-        (empty without early stopping), ``best_loss``, ``best_validation_score``.
+        ``n_iter``, ``converged``, ``interrupted``, ``loss_curve``,
+        ``validation_scores`` (empty without early stopping), ``best_loss``,
+        ``best_validation_score``.
     """
     rng = random_state
     trainable = list(trainable)
@@ -210,49 +223,76 @@ def fit_network(
     batch_size = int(min(max(batch_size, 1), n))
     optimizer = Adam(params, trainable, learning_rate)
 
-    loss_curve, val_scores = [], []
-    best_loss, best_score, best_params = np.inf, -np.inf, None
-    no_improvement = 0
-    converged = False
-    start = time.perf_counter()
-    for epoch in range(max_iter):
-        order = rng.permutation(n) if shuffle else np.arange(n)
-        total = 0.0
-        for i in range(0, n, batch_size):
-            idx = order[i : i + batch_size]
-            loss, grads = loss_and_grad(
-                params, spec, X[idx], Y[idx], l2=l2, need_lambda="lambda" in trainable
-            )
-            optimizer.step(params, grads)
-            total += loss * idx.size
-        loss_curve.append(total / n)
-        if early_stopping:
-            eta_val = predict_log_odds(params, spec, X_val)
-            score = float(np.mean((eta_val[:, : Y_val.shape[1]] > 0) == (Y_val > 0.5)))
-            val_scores.append(score)
-            improved = score > best_score + tol
-            if score > best_score:
-                best_score = score
-                best_params = {key: value.copy() for key, value in params.items()}
-        else:
-            improved = loss_curve[-1] < best_loss - tol
-        best_loss = min(best_loss, loss_curve[-1])
-        no_improvement = 0 if improved else no_improvement + 1
-        if verbose:
-            msg = f"Epoch {epoch + 1}, loss = {loss_curve[-1]:.6f}"
+    def copy(p):
+        return {key: value.copy() for key, value in p.items()}
+
+    # What the last complete epoch left. Replaced by one statement per epoch,
+    # so an interrupt sees a whole epoch or none of it.
+    done = {
+        "params": params,
+        "loss_curve": [],
+        "validation_scores": [],
+        "best_loss": np.inf,
+        "best_score": -np.inf,
+        "best_params": None,
+        "converged": False,
+    }
+
+    def epochs():
+        no_improvement = 0
+        start = time.perf_counter()
+        for epoch in range(max_iter):
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            total = 0.0
+            for i in range(0, n, batch_size):
+                idx = order[i : i + batch_size]
+                loss, grads = loss_and_grad(
+                    params, spec, X[idx], Y[idx], l2=l2, need_lambda="lambda" in trainable
+                )
+                optimizer.step(params, grads)
+                total += loss * idx.size
+            record = {"loss_curve": done["loss_curve"] + [total / n]}
             if early_stopping:
-                msg += f", validation accuracy = {val_scores[-1]:.4f}"
-            print(msg + f", {time.perf_counter() - start:.1f} s")
-        if no_improvement >= n_iter_no_change:
-            converged = True
-            break
-    if early_stopping and best_params is not None:
-        params.update(best_params)
+                eta_val = predict_log_odds(params, spec, X_val)
+                score = float(np.mean((eta_val[:, : Y_val.shape[1]] > 0) == (Y_val > 0.5)))
+                record["validation_scores"] = done["validation_scores"] + [score]
+                improved = score > done["best_score"] + tol
+                if score > done["best_score"]:
+                    record["best_score"] = score
+                    record["best_params"] = copy(params)
+            else:
+                improved = record["loss_curve"][-1] < done["best_loss"] - tol
+            record["best_loss"] = min(done["best_loss"], record["loss_curve"][-1])
+            no_improvement = 0 if improved else no_improvement + 1
+            record["converged"] = no_improvement >= n_iter_no_change
+            if stop_on_interrupt:
+                # The next epoch updates ``params`` in place.
+                record["params"] = copy(params)
+            done.update(record)
+            if verbose:
+                msg = f"Epoch {epoch + 1}, loss = {record['loss_curve'][-1]:.6f}"
+                if early_stopping:
+                    msg += f", validation accuracy = {record['validation_scores'][-1]:.4f}"
+                print(msg + f", {time.perf_counter() - start:.1f} s")
+            if record["converged"]:
+                break
+
+    interrupted = run_interruptible(
+        epochs,
+        lambda: len(done["loss_curve"]),
+        name=name,
+        stop_on_interrupt=stop_on_interrupt,
+        what="epoch",
+    )
+    kept = done["best_params"] if early_stopping and done["best_params"] is not None else done["params"]
+    if kept is not params:
+        params.update(kept)
     return {
-        "n_iter": len(loss_curve),
-        "converged": converged,
-        "loss_curve": loss_curve,
-        "validation_scores": val_scores,
-        "best_loss": best_loss,
-        "best_validation_score": best_score if early_stopping else None,
+        "n_iter": len(done["loss_curve"]),
+        "converged": done["converged"],
+        "interrupted": interrupted,
+        "loss_curve": done["loss_curve"],
+        "validation_scores": done["validation_scores"],
+        "best_loss": done["best_loss"],
+        "best_validation_score": done["best_score"] if early_stopping else None,
     }
