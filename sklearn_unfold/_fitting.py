@@ -5,8 +5,9 @@ A fit is a transaction: :func:`transactional_fit` snapshots the estimator's
 ``KeyboardInterrupt``, an interrupt turned into an error), the snapshot is
 restored, so the estimator is exactly the previous model. A fit that
 completes replaces the previous model as a whole: with ``reset=True`` the
-fitted state of an earlier fit is removed before the new one starts, so no
-attribute of the old model survives next to the new ones.
+fitted state of an earlier fit (every attribute whose name ends with ``_``,
+private fitted state included, e.g. ``_spec_``) is removed before the new
+one starts, so no attribute of the old model survives next to the new ones.
 
 An iterative solver that can stop cleanly runs its loop through
 :func:`run_interruptible`: Ctrl-C then ends the loop, the solver returns the
@@ -23,28 +24,18 @@ from sklearn.exceptions import ConvergenceWarning
 from ._compat import Interval
 from .exceptions import FitInterruptedWarning
 
-# Instance attributes that are configuration, not fitted state (set_output,
-# metadata routing); a reset keeps them.
-_CONFIG_PREFIXES = ("_sklearn", "_metadata_request")
-
-
 def _fitted_state(estimator):
-    """Names of the instance attributes a fit sets.
+    """Names of the instance attributes a fit sets: those ending with ``_``.
 
-    By scikit-learn's conventions: public fitted attributes end with ``_``,
-    private fitted state starts with ``_``; constructor parameters (also
-    those a subclass fixes through its parent's ``__init__``, as
-    ``DiscriminativeNMF`` fixes ``n_trained_layers``) and configuration are
-    kept.
+    scikit-learn's convention for public fitted attributes (``bases_``),
+    extended here to private fitted state (``_spec_``): everything else on
+    the instance (parameters, scikit-learn's own bookkeeping such as
+    ``_sklearn_output_config`` or its callback context) is left alone, and
+    so is a parameter whose name ends with ``_`` (``UnfoldedBP(lambda_=...)``).
     """
     params = estimator.get_params(deep=False)
     return [
-        name
-        for name in vars(estimator)
-        if name not in params
-        and not name.startswith(_CONFIG_PREFIXES)
-        and not name.startswith("__")
-        and (name.endswith("_") or name.startswith("_"))
+        name for name in vars(estimator) if name.endswith("_") and not name.startswith("__") and name not in params
     ]
 
 

@@ -459,10 +459,10 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
             "n_steps_": n_steps,
             **self._fitted_layers(layers, spec, options),
             # Private fitted state: what inference and partial_fit need.
-            "_spec": spec,
-            "_weights": weights,
-            "_options": options,
-            "_partial_step": step,
+            "_spec_": spec,
+            "_weights_": weights,
+            "_options_": options,
+            "_partial_step_": step,
         }
         for key, value in fitted.items():
             setattr(self, key, value)
@@ -513,14 +513,14 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         -------
         self : object
         """
-        first = not hasattr(self, "_spec")
+        first = not hasattr(self, "_spec_")
         if first:
             X, y, spec, weights, target_beta, options = self._check_fit_data(X, y, reset=True)
             bases = self._learn_bases(y, spec, X.shape[1], X.dtype, check_random_state(self.random_state), options)
             layers, passes, structures = self._layer_plan(bases, spec, options)
             step, n_iter, loss_curve, n_steps = 1.0, 0, [], 0
         else:
-            spec, weights, options = self._spec, self._weights, self._options
+            spec, weights, options = self._spec_, self._weights_, self._options_
             X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
             y = check_array(y, dtype=X.dtype, input_name="y")
             target_beta = beta_loss_to_float(self.target_loss)
@@ -536,7 +536,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
             X, y = X.astype(bases.dtype, copy=False), y.astype(bases.dtype, copy=False)
             layers = self._inference_layers()
             _, passes, structures = self._layer_plan(bases, spec, options)
-            step, n_iter, loss_curve, n_steps = self._partial_step, self.n_iter_, list(self.loss_curve_), self.n_steps_
+            step, n_iter, loss_curve, n_steps = self._partial_step_, self.n_iter_, list(self.loss_curve_), self.n_steps_
         if passes:
             problem, scale = self._training_problem(X, y, bases, spec, weights, target_beta, options)
             layers, _, loss_after, used = train_step(
@@ -560,7 +560,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         """Run the fitted network on X; reads fitted state only."""
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        spec = self._spec
+        spec = self._spec_
         check_nmf_input(X, spec.beta, f"{type(self).__name__} (input X)")
         return run_network(
             spec,
@@ -625,23 +625,20 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         Parameters
         ----------
         X : array-like of shape (n_samples, n_context * n_frequencies)
-        y : array-like of shape (n_samples, n_sources * n_context * n_frequencies)
-            True source magnitudes, laid out as in :meth:`fit`.
+        y : array-like of shape (n_samples, n_sources * n_context * n_frequencies) \
+                or (n_samples, n_sources * n_frequencies)
+            True source magnitudes, laid out as in :meth:`fit`, or only
+            their target frames (refused as ambiguous when n_context equals
+            n_sources: that width is also one context-stacked source).
 
         Returns
         -------
         sdr : float
         """
         y_pred = self.predict(X)
-        y = check_array(y, dtype=y_pred.dtype, input_name="y")
-        n_features, spec = self.n_features_in_, self._spec
-        expected = spec.n_sources * n_features
-        if y.shape != (y_pred.shape[0], expected):
-            raise ValueError(
-                f"y must have shape ({y_pred.shape[0]}, {expected}) = (n_samples, n_sources * n_features_in): "
-                f"every one of the {spec.n_sources} sources stacked like X, as in fit; got {y.shape}."
-            )
-        targets = np.hstack([S.T for S in layout.source_targets(y, n_features, spec.n_frequencies, spec.n_sources)])
+        y = check_array(y, dtype=y_pred.dtype, ensure_2d=False, input_name="y")
+        spec = self._spec_
+        targets = layout.scoring_targets(y, y_pred.shape[0], spec.n_context, spec.n_frequencies, spec.n_sources)
         return magnitude_sdr(targets, y_pred, n_sources=spec.n_sources)
 
     @property

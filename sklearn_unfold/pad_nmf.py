@@ -339,7 +339,7 @@ class PhysicsAwareDeepNMF(DeepNMF):
     def n_params_(self):
         """Free parameters of the network and of its trained part (see Attributes)."""
         check_is_fitted(self)
-        spec, options = self._spec, self._options
+        spec, options = self._spec_, self._options_
         hankel = options["hankel"]
 
         def free(W):

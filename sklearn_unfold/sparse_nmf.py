@@ -224,19 +224,17 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         self.reconstruction_err_ = loss_curve[-1]
         # A later partial_fit refines these bases, without older statistics.
         self.n_steps_ = 0
-        self._bases_stats = None
-        self._inference = self._inference_settings()
+        self._bases_stats_ = None
+        self._inference_ = self._inference_settings()
         return self
 
     def _inference_settings(self):
-        """What transform needs, fixed at fit: set_params without a refit changes nothing."""
-        return {
-            "beta": beta_loss_to_float(self.beta_loss),
-            "sparsity": float(self.sparsity),
-            "max_iter": self.max_iter,
-            "tol": self.tol,
-            "batch_size": self.batch_size,
-        }
+        """The model transform infers with, fixed at fit (set_params without a refit does not change it).
+
+        The solver's settings ``max_iter``, ``tol`` and ``batch_size`` are read
+        when transform runs, as ``sklearn.decomposition.NMF`` does.
+        """
+        return {"beta": beta_loss_to_float(self.beta_loss), "sparsity": float(self.sparsity)}
 
     @_fit_context(prefer_skip_nested_validation=True)
     @transactional_fit(reset=False)
@@ -299,7 +297,7 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         # that batches at any scale combine without overflow: the parts of X
         # are scale**beta times those of X / scale.
         unit = float(np.log2(scale)) * beta
-        previous = getattr(self, "_bases_stats", None)
+        previous = getattr(self, "_bases_stats_", None)
         if previous is not None and previous[0].shape == W.shape:
             old_neg, old_pos, old_unit = previous if len(previous) == 3 else (*previous, 0.0)
             top = max(unit, old_unit)
@@ -309,8 +307,8 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         self.components_ = np.ascontiguousarray(W.T)
         self.n_components_ = n_components
         self.n_steps_ = n_steps + 1
-        self._bases_stats = (neg, pos, unit)
-        self._inference = self._inference_settings()
+        self._bases_stats_ = (neg, pos, unit)
+        self._inference_ = self._inference_settings()
         return self
 
     def fit_transform(self, X, y=None):
@@ -348,7 +346,7 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         H : ndarray of shape (n_samples, n_components)
         """
         check_is_fitted(self)
-        settings = self._inference
+        settings = self._inference_
         beta = settings["beta"]
         X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         check_nmf_input(X, beta, f"{type(self).__name__} (input X)")
@@ -360,9 +358,9 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             W,
             beta=beta,
             mu=scaled_sparsity(settings["sparsity"], beta, scale, X.dtype),
-            max_iter=settings["max_iter"],
-            tol=settings["tol"],
-            batch_size=settings["batch_size"],
+            max_iter=self.max_iter,
+            tol=self.tol,
+            batch_size=self.batch_size,
         )
         H = np.ascontiguousarray(H.T)
         if scale != 1.0:

@@ -27,8 +27,8 @@ from sklearn.utils.estimator_checks import estimator_checks_generator, parametri
 from sklearn.utils.validation import check_is_fitted
 
 from sklearn_unfold import DeepNMF, DiscriminativeNMF, sdr_scorer
-from sklearn_unfold._divergences import mm_exponent
-from sklearn_unfold._nmf_updates import infer_activations, initial_activations
+from sklearn_unfold._nmf.divergences import mm_exponent
+from sklearn_unfold._nmf.updates import infer_activations, initial_activations
 
 F, R = 6, 3  # frequencies per frame, components per source
 
@@ -153,7 +153,7 @@ EXPECTED_FAILED_CHECKS = {
     "check_readonly_memmap_input": f"{_Y}; replayed in test_pickle_and_readonly_memmap",
     "check_regressor_data_not_an_array": f"{_Y}; replayed in test_input_types",
     "check_regressor_multioutput": (
-        "y from make_regression(n_targets=5) is used as is: negative values (input Y must be "
+        "y from make_regression(n_targets=5) is used as is: negative values (input y must be "
         "non-negative) and 5 columns, not n_sources blocks of n_features_in_"
     ),
     "check_regressors_int": f"{_Y}; replayed in test_input_types",
@@ -172,9 +172,9 @@ EXPECTED_FAILED_CHECKS = {
 
 # What each expected failure must actually raise (checked by
 # test_expected_failures_have_the_stated_cause, so the list stays honest).
-_Y_ERROR = r"Y must have shape \(n_samples, n_sources \* \d+\) with n_sources >= 2"
+_Y_ERROR = r"y must have shape \(n_samples, n_sources \* \d+\) with n_sources >= 2"
 EXPECTED_ERRORS = {name: _Y_ERROR for name in EXPECTED_FAILED_CHECKS}
-EXPECTED_ERRORS["check_regressor_multioutput"] = r"Negative values in data passed to \w+ \(input Y\)"
+EXPECTED_ERRORS["check_regressor_multioutput"] = r"Negative values in data passed to \w+ \(input y\)"
 
 CHECKED_ESTIMATORS = [
     DeepNMF(n_components=2, n_layers=3, n_trained_layers=2, n_context=1, max_iter=5, random_state=0),
@@ -404,8 +404,6 @@ def test_score_is_magnitude_sdr():
     S_hat = est.predict(X)[:, :F]
     expected = 10 * np.log10(np.sum(S**2) / np.sum((S - S_hat) ** 2))
     assert_allclose(est.score(X, Y), expected, rtol=1e-10)
-    # Y with context (L*T*F columns) or only the target frames (L*F).
-    assert_allclose(est.score(X, targets(Y, 2)), expected, rtol=1e-10)
     assert_allclose(sdr_scorer(est, X, Y), expected, rtol=1e-10)
     assert_allclose(sdr_scorer(est, X, targets(Y, 2)), expected, rtol=1e-10)
     # With gamma = (1, 0) and beta2 = 2 the objective is half the error energy.
@@ -536,17 +534,17 @@ def _bad_input_cases():
     return [
         ("C > K", params(n_trained_layers=5), X, Y, r"n_trained_layers=5 cannot exceed n_layers=4"),
         ("context", params(), X[:, :-1], Y, r"not a multiple of n_context=2"),
-        ("Y columns", params(), X, Y[:, :-1], r"Y must have shape .*n_sources \* 12"),
+        ("Y columns", params(), X, Y[:, :-1], r"y must have shape .*n_sources \* 12"),
         ("one source", params(), X, Y[:, :12], r"n_sources >= 2"),
-        ("1-D Y", params(), X, Y[:, 0], r"Y must have shape"),
+        ("1-D Y", params(), X, Y[:, 0], r"y must have shape"),
         ("Y rows", params(), X, Y[:-1], r"inconsistent numbers of samples"),
         ("negative X", params(), neg_X, Y, r"Negative values .*input X"),
-        ("negative Y", params(), X, neg_Y, r"Negative values .*input Y"),
+        ("negative Y", params(), X, neg_Y, r"Negative values .*input y"),
         ("NaN X", params(), nan_X, Y, r"Input X contains NaN"),
         ("inf X", params(), inf_X, Y, r"Input X contains infinity"),
         ("NaN Y", params(), X, nan_Y, r"Input y contains NaN"),
         ("inf Y", params(), X, inf_Y, r"Input y contains infinity"),
-        ("weights length", params(source_weights=[1, 0, 0]), X, Y, r"source_weights must be a 1-D array with one weight per source; got shape \(3,\) while Y holds 2 sources"),
+        ("weights length", params(source_weights=[1, 0, 0]), X, Y, r"source_weights must be a 1-D array with one weight per source; got shape \(3,\) while y holds 2 sources"),
         ("weights 2-D", params(source_weights=[[1, 0]]), X, Y, r"one weight per source; got shape \(1, 2\)"),
         ("weights negative", params(source_weights=[1, -0.5]), X, Y, r"source_weights must be .*non-negative"),
         ("weights zero", params(source_weights=[0, 0]), X, Y, r"source_weights must be .*not all zero"),
@@ -554,9 +552,9 @@ def _bad_input_cases():
         ("beta_loss", params(beta_loss="euclid"), X, Y, r"'beta_loss' parameter of DeepNMF"),
         ("target_loss", params(target_loss="l2"), X, Y, r"'target_loss' parameter of DeepNMF"),
         ("IS zeros in X", params(beta_loss="itakura-saito"), zero_X, Y, r"DeepNMF \(input X\).*strictly positive"),
-        ("IS zeros in Y", params(beta_loss="itakura-saito"), X, zero_Y, r"DeepNMF \(input Y\).*strictly positive"),
+        ("IS zeros in Y", params(beta_loss="itakura-saito"), X, zero_Y, r"DeepNMF \(input y\).*strictly positive"),
         # D_IS(0 | s_hat) is infinite: a zero target makes the IS objective meaningless.
-        ("IS target zeros", params(target_loss="itakura-saito"), X, zero_Y, r"DeepNMF \(input Y\).*strictly positive"),
+        ("IS target zeros", params(target_loss="itakura-saito"), X, zero_Y, r"DeepNMF \(input y\).*strictly positive"),
     ]
 
 
@@ -583,7 +581,7 @@ def test_bad_input():
         bad[0, 0] = -1.0
         with pytest.raises(ValueError, match="Negative values"):
             method(bad)
-    with pytest.raises(ValueError, match="not a multiple of n_sources=2"):
+    with pytest.raises(ValueError, match=r"y must have shape \(60, 24\)"):
         est.score(X, Y[:, :-1])
 
 
@@ -713,3 +711,19 @@ def test_pickle_and_readonly_memmap(tmp_path):
     mapped = DeepNMF(**params()).fit(X_map, Y_map)
     assert_allclose(mapped.predict(X_map), est.predict(X), rtol=1e-10)
     assert_allclose(mapped.transform(X_map), est.transform(X), rtol=1e-10)
+
+
+def test_score_refuses_a_single_source_when_its_width_is_ambiguous():
+    # Issue 11, defect 13: with n_context == n_sources (2 here) a y holding
+    # only source 0 (T F columns) has the width of all sources' target frames
+    # (L F columns) and was scored as such, giving a wrong number.
+    X, Y = mixture(n=90, seed=31)
+    est = DeepNMF(**params()).fit(X, Y)
+    with pytest.raises(ValueError, match="ambiguous"):
+        est.score(X, Y[:, : 2 * F])
+    # Where the widths differ, the target frames alone score like the fit layout.
+    X3, Y3 = mixture(n=90, n_context=3, seed=31)
+    est3 = DeepNMF(**params(n_context=3)).fit(X3, Y3)
+    assert_allclose(est3.score(X3, Y3), est3.score(X3, targets(Y3, 2)), rtol=1e-12)
+    with pytest.raises(ValueError, match="y must have shape"):
+        est3.score(X3, Y3[:, : 3 * F])

@@ -13,7 +13,7 @@ from numpy.testing import assert_allclose
 from scipy.special import rel_entr, xlogy
 from sklearn.decomposition._nmf import _beta_divergence as sk_beta_divergence
 
-from sklearn_unfold._divergences import (
+from sklearn_unfold._nmf.divergences import (
     beta_divergence,
     beta_divergence_grad_parts,
     beta_loss_to_float,

@@ -12,9 +12,9 @@ from numpy.testing import assert_allclose
 from scipy.optimize import minimize
 from scipy.special import xlogy
 
-from sklearn_unfold import _nmf_updates
-from sklearn_unfold._divergences import eps_for, mm_exponent
-from sklearn_unfold._nmf_updates import (
+from sklearn_unfold._nmf import updates as _nmf_updates
+from sklearn_unfold._nmf.divergences import eps_for, mm_exponent
+from sklearn_unfold._nmf.updates import (
     activation_ratio,
     fit_sparse_nmf,
     initial_activations,

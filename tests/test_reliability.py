@@ -21,8 +21,11 @@ from sklearn.utils.validation import check_is_fitted
 
 import sklearn_unfold
 from sklearn_unfold import DeepNMF, DiscriminativeNMF, NeuralNMF, SparseNMF, magnitude_sdr, sdr
-from sklearn_unfold import _nmf_updates, _unfolded_nmf, deep_nmf
-from sklearn_unfold._nmf_updates import safe_scale, scaled_sparsity
+from sklearn_unfold._nmf import network as _nmf_network
+from sklearn_unfold._nmf import trainer as _nmf_trainer
+from sklearn_unfold._nmf import updates as _nmf_updates
+from sklearn_unfold._nmf.scaling import safe_scale, scaled_sparsity
+from sklearn_unfold.exceptions import FitInterruptedWarning
 
 try:
     from sklearn_unfold.unfolded_mrf import UnfoldedBP, UnfoldedMeanField
@@ -229,7 +232,7 @@ def test_sparse_nmf_interrupt_keeps_the_last_completed_iteration(monkeypatch, ba
     params = dict(n_components=3, sparsity=0.1, max_iter=50, tol=0, random_state=0, batch_size=batch_size)
     # Interrupted in iteration 4: the activation update of its second chunk (or of it).
     interrupt_on_call(monkeypatch, _nmf_updates, "update_activations", 3 * calls_per_iteration + min(2, calls_per_iteration))
-    with pytest.warns(UserWarning, match="interrupted by user"):
+    with pytest.warns(FitInterruptedWarning, match="interrupted by the user"):
         est = SparseNMF(**params).fit(X)
     monkeypatch.undo()
     assert est.n_iter_ == 3 and len(est.loss_curve_) == 4
@@ -257,8 +260,8 @@ def test_deep_nmf_interrupt_keeps_the_last_accepted_update(monkeypatch, batch_si
     n_chunks = -(-len(X) // batch_size)
     params = deep_params(max_iter=20, batch_size=batch_size)
     # Calls: one evaluation at the start, then one per tried update (a chunk each).
-    interrupt_on_call(monkeypatch, _unfolded_nmf, "chunk_loss_and_gradients", 5 * n_chunks + 2)
-    with pytest.warns(UserWarning, match="interrupted by user"):
+    interrupt_on_call(monkeypatch, _nmf_trainer, "chunk_loss_and_gradients", 5 * n_chunks + 2)
+    with pytest.warns(FitInterruptedWarning, match="interrupted by the user"):
         est = DeepNMF(**params).fit(X, Y)
     monkeypatch.undo()
     assert 1 <= est.n_iter_ < 20 and len(est.loss_curve_) == est.n_iter_ + 1
@@ -273,7 +276,7 @@ def test_deep_nmf_interrupt_keeps_the_last_accepted_update(monkeypatch, batch_si
     "module, name, k",
     [
         (_nmf_updates, "update_activations", 2),  # while the sparse NMF bases are learned
-        (deep_nmf, "fixed_activations", 1),  # while the fixed layers are computed
+        (_nmf_network, "fixed_activations", 1),  # while the fixed layers are computed
     ],
 )
 def test_deep_nmf_interrupt_before_training_changes_nothing(monkeypatch, module, name, k):
@@ -305,7 +308,7 @@ def test_partial_fit_interrupt_changes_nothing(monkeypatch):
     X, Y = mixture()
     est = DeepNMF(**deep_params()).partial_fit(X, Y)
     layers = est.trained_components_.copy()
-    interrupt_on_call(monkeypatch, _unfolded_nmf, "chunk_loss_and_gradients", 1)
+    interrupt_on_call(monkeypatch, _nmf_trainer, "chunk_loss_and_gradients", 1)
     with pytest.raises(KeyboardInterrupt):
         est.partial_fit(X, Y)
     assert est.n_steps_ == 1

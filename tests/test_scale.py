@@ -18,17 +18,14 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from sklearn_unfold import DeepNMF, DiscriminativeNMF, SparseNMF
-from sklearn_unfold._nmf_updates import (
+from sklearn_unfold._nmf.chunks import frame_buffer, frame_chunks, imap_chunks, is_memmap_backed, map_chunks
+from sklearn_unfold._nmf.updates import (
     fit_sparse_nmf,
-    frame_buffer,
-    frame_chunks,
     infer_activations,
     infer_activations_batched,
     initial_activations,
-    is_memmap_backed,
 )
-from sklearn_unfold._unfolded_nmf import imap_chunks, map_chunks
-from sklearn_unfold.sparse_nmf import init_bases, init_training_activations
+from sklearn_unfold._nmf.updates import init_bases, init_training_activations
 
 F, R = 6, 3
 
@@ -220,10 +217,8 @@ def test_partial_fit_is_the_accumulated_normalized_update(beta):
     W0 = init_bases(X1.T, 4, "exemplar", check_random_state(0))
 
     def activations(Xb, W):
-        # Inference with frozen bases, by transform of a model holding W.
-        frozen = clone(est).set_params(forget_factor=0.7)
-        frozen.components_, frozen.n_components_, frozen.n_features_in_ = W.T, 4, X.shape[1]
-        return frozen.transform(Xb).T
+        # Inference with frozen bases, as transform does it.
+        return infer_activations_batched(Xb.T, W, beta=beta, mu=0.1, max_iter=80, tol=0)
 
     neg1, pos1 = ref_parts(X1.T, W0, activations(X1, W0), beta)
     W1 = ref_normalized_step(W0, neg1, pos1)

@@ -41,3 +41,30 @@ def source_targets(y, n_features, n_frequencies, n_sources):
 def source_block(y, n_features, source):
     """All context-stacked frames of one source, an (n_samples, T F) view of y."""
     return y[:, source * n_features : (source + 1) * n_features]
+
+
+def scoring_targets(y, n_samples, n_context, n_frequencies, n_sources):
+    """Each source's target frames from a ``y`` given to ``score``, (n_samples, n_sources * F).
+
+    ``y`` is laid out as in fit (n_sources * T * F columns) or holds only
+    the target frames (n_sources * F columns). When T equals n_sources the
+    second width is also that of a single context-stacked source, so it is
+    refused as ambiguous rather than guessed.
+    """
+    n_features = n_context * n_frequencies
+    full, targets_only = n_sources * n_features, n_sources * n_frequencies
+    if y.ndim != 2 or y.shape[0] != n_samples or y.shape[1] not in (full, targets_only):
+        raise ValueError(
+            f"y must have shape ({n_samples}, {full}) = (n_samples, n_sources * n_features_in), every one "
+            f"of the {n_sources} sources stacked like X as in fit, or ({n_samples}, {targets_only}) with "
+            f"only their target frames; got {y.shape}."
+        )
+    if y.shape[1] == full:
+        return y[:, [l * n_features + n_features - n_frequencies + f for l in range(n_sources) for f in range(n_frequencies)]]
+    if n_context == n_sources and n_context > 1:
+        raise ValueError(
+            f"y has {targets_only} columns, which is ambiguous: both the target frames of {n_sources} sources and one "
+            f"source stacked over n_context={n_context} frames; pass y laid out as in fit "
+            f"({full} columns) to score this model."
+        )
+    return y
