@@ -25,7 +25,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.signal import ShortTimeFFT
 from scipy.signal.windows import hann
 from sklearn.utils import check_array
-from sklearn.utils._param_validation import Interval, validate_params
+
+from ._compat import Interval, validate_params
 
 __all__ = [
     "SAMPLE_RATE",
@@ -445,14 +446,34 @@ def mix_at_snr(speech, noise, snr_db):
     noise : array-like of shape (n_samples,)
         Noise excerpt of the same length (non-zero energy).
     snr_db : float
-        Target signal-to-noise ratio in dB.
+        Target signal-to-noise ratio in dB (finite).
 
     Returns
     -------
     mixture : ndarray of shape (n_samples,)
-        ``speech + scaled_noise``.
+        ``speech + scaled_noise``, rounded to the output dtype.
     scaled_noise : ndarray of shape (n_samples,)
         The noise after scaling. float32 when both inputs are float32.
+
+    Raises
+    ------
+    ValueError
+        If the shapes differ, an input holds NaN or infinity or has zero
+        energy, ``snr_db`` is not finite, or the SNR cannot be represented in
+        the output dtype: the scaled noise (or the mixture) would overflow, or
+        the noise would have to shrink below the smallest normal number (for
+        float64 about 2.2e-308), where its energy, hence the SNR, is lost. With
+        signals of ordinary scale this happens only for |snr_db| in the
+        thousands of dB (``snr_db=1e6`` is always refused); every SNR that
+        does not raise is met to rounding.
+
+    Notes
+    -----
+    The energies are computed on copies of the signals scaled to unit peak,
+    and the noise's gain is applied as a power of two in one exact step
+    (:func:`numpy.ldexp`), so signals of any magnitude work: speech at 1e300
+    or noise at 1e-200 give the asked SNR, not ``inf`` or a false "zero
+    energy".
 
     Examples
     --------
@@ -473,14 +494,48 @@ def mix_at_snr(speech, noise, snr_db):
             "speech and noise must be 1-D waveforms of the same length; got shapes "
             f"{speech.shape} and {noise.shape}."
         )
-    e_speech = float(np.dot(speech.astype(np.float64), speech.astype(np.float64)))
-    e_noise = float(np.dot(noise.astype(np.float64), noise.astype(np.float64)))
-    if e_noise == 0.0:
-        raise ValueError("noise has zero energy; it cannot be scaled to an SNR.")
-    if e_speech == 0.0:
-        raise ValueError("speech has zero energy; the SNR is undefined.")
-    scale = np.sqrt(e_speech / (e_noise * 10.0 ** (snr_db / 10.0)))
     dtype = np.result_type(speech.dtype, noise.dtype)
-    scaled = (noise.astype(np.float64) * scale).astype(dtype, copy=False)
-    mixture = (speech.astype(np.float64) + scaled).astype(dtype, copy=False)
+    speech64, noise64 = speech.astype(np.float64), noise.astype(np.float64)
+    peak_speech, peak_noise = np.max(np.abs(speech64)), np.max(np.abs(noise64))
+    if peak_noise == 0.0:
+        raise ValueError("noise has zero energy; it cannot be scaled to an SNR.")
+    if peak_speech == 0.0:
+        raise ValueError("speech has zero energy; the SNR is undefined.")
+    # Unit-peak copies: their energies lie in [1, n_samples], so squaring can
+    # neither overflow (speech at 1e300) nor underflow (noise at 1e-200).
+    unit_speech, unit_noise = speech64 / peak_speech, noise64 / peak_noise
+    energy_ratio = np.dot(unit_speech, unit_speech) / np.dot(unit_noise, unit_noise)
+    # scaled = unit_noise * peak_speech * sqrt(energy_ratio) * 10**(-snr_db / 20).
+    # Writing peak_speech = m 2**e and 10**(-snr_db / 20) = 2**(k + f), with
+    # integer e, k, only the exact power-of-two step can leave the float range,
+    # and it does so only when the result itself is out of range.
+    mantissa, exponent = np.frexp(peak_speech)
+    log2_gain = -float(snr_db) / 20.0 * np.log2(10.0)
+    whole = np.floor(log2_gain)
+    factor = mantissa * np.sqrt(energy_ratio) * 2.0 ** (log2_gain - whole)
+    # Far beyond any float range either way; keeps the int in C range.
+    shift = int(np.clip(exponent + whole, -10_000, 10_000))
+    with np.errstate(over="ignore", under="ignore"):
+        scaled64 = np.ldexp(unit_noise * factor, shift)
+        scaled = scaled64.astype(dtype, copy=False)
+        mixture = (speech64 + scaled64).astype(dtype, copy=False)
+    info = np.finfo(dtype)
+    # log10 of the peak the scaled noise needs, for the message.
+    needed = np.log10(peak_speech) + 0.5 * np.log10(energy_ratio) - float(snr_db) / 20.0
+    if not np.all(np.isfinite(scaled)):
+        raise ValueError(
+            f"snr_db={snr_db} cannot be met in {dtype}: the noise would have to be scaled to "
+            f"a peak of about 10**{needed:.1f}, above the largest {dtype} ({info.max:.3g})."
+        )
+    if np.max(np.abs(scaled)) < info.tiny:
+        raise ValueError(
+            f"snr_db={snr_db} cannot be met in {dtype}: the noise would have to be scaled to "
+            f"a peak of about 10**{needed:.1f}, below the smallest normal {dtype} "
+            f"({info.tiny:.3g}), where its energy is lost."
+        )
+    if not np.all(np.isfinite(mixture)):
+        raise ValueError(
+            f"speech + noise at snr_db={snr_db} overflows {dtype} (largest {info.max:.3g}); "
+            "scale the signals down first."
+        )
     return mixture, scaled

@@ -9,7 +9,9 @@ Two Debian packages hold real 8 kHz, 16-bit mono recordings (CC-BY-SA 3.0):
 
 :func:`fetch_asterisk_audio` downloads them once with ``apt-get download``
 (no root needed) and unpacks them with ``dpkg -x`` into a cache directory;
-everything else works offline from that cache.
+everything else works offline from that cache. A manifest recorded with each
+unpacked package (file names and sizes, checksum of the ``.deb``) is checked
+on every load, so a damaged cache is fetched again or reported, never used.
 
 Benchmark protocol (fixed; other code compares against it)
 ----------------------------------------------------------
@@ -31,19 +33,24 @@ SDR can be measured on them) and are left out: 299 training and 64 test
 utterances remain.
 """
 
+import hashlib
+import json
 import os
+import shlex
 import shutil
+import struct
 import subprocess
 import tempfile
+import warnings
 import zlib
 from dataclasses import dataclass
-from numbers import Integral
+from numbers import Integral, Real
 from pathlib import Path
 
 import numpy as np
 from scipy.io import wavfile
-from sklearn.utils._param_validation import Interval, Real, StrOptions, validate_params
 
+from ._compat import Interval, StrOptions, validate_params
 from .audio import SAMPLE_RATE, mix_at_snr, n_stft_frames, stack_context, stft
 
 __all__ = [
@@ -74,10 +81,18 @@ _AUDIO_DIRS = {
 }
 _ENV_VAR = "SKLEARN_UNFOLD_DATA"
 _APT_TIMEOUT_S = 900
+# Written at the top of each unpacked package tree, next to ``usr/``.
+_MANIFEST_NAME = "sklearn_unfold-manifest.json"
+_MANIFEST_FORMAT = 1
 
 
 class DataFetchError(OSError):
-    """The audio packages are not cached and could not be fetched."""
+    """The audio packages are not usable from the cache and could not be fetched.
+
+    Raised when a package is missing or its cached copy is damaged (a file
+    missing, truncated, modified or added since it was unpacked) and it cannot
+    be downloaded again; the message names the problem and how to fix it.
+    """
 
 
 # --------------------------------------------------------------------------
@@ -107,20 +122,196 @@ def get_data_home(data_home=None):
     return Path(data_home).expanduser()
 
 
-def _manual_instructions(root):
-    return (
+def _tree(root, package):
+    """The ``dpkg -x`` tree of ``package`` in the cache ``root``."""
+    return root / "unpacked" / package
+
+
+def _manual_instructions(root, damaged=()):
+    # Paths are shell-quoted: the commands must survive being pasted into a
+    # shell whatever the cache path holds (spaces, quotes, ...).
+    lines = [
         f"The audio comes from the Debian packages {SPEECH_PACKAGE} and {NOISE_PACKAGE}. "
         "To install them by hand on Debian/Ubuntu (no root needed for the download; "
-        "run `apt-get update` first if apt does not know them):\n"
-        f'    cd "$(mktemp -d)" && apt-get download {SPEECH_PACKAGE} {NOISE_PACKAGE}\n'
-        f"    dpkg -x {SPEECH_PACKAGE}_*.deb {root / 'unpacked' / SPEECH_PACKAGE}\n"
-        f"    dpkg -x {NOISE_PACKAGE}_*.deb {root / 'unpacked' / NOISE_PACKAGE}\n"
-        f"or pass data_home= (or set {_ENV_VAR}) to a directory laid out that way."
+        "run `apt-get update` first if apt does not know them):"
+    ]
+    lines += [f"    rm -r -- {shlex.quote(str(_tree(root, package)))}" for package in damaged]
+    lines.append(f'    cd "$(mktemp -d)" && apt-get download {SPEECH_PACKAGE} {NOISE_PACKAGE}')
+    lines += [
+        f"    dpkg -x {package}_*.deb {shlex.quote(str(_tree(root, package)))}"
+        for package in (SPEECH_PACKAGE, NOISE_PACKAGE)
+    ]
+    lines.append(
+        f"or pass data_home= (or set {_ENV_VAR}) to a directory laid out that way "
+        "(a tree installed by hand is checked and recorded on its first load)."
     )
+    return "\n".join(lines)
 
 
-def _is_cached(root, package):
-    return (root / _AUDIO_DIRS[package]).is_dir()
+# --------------------------------------------------------------------------
+# The manifest: what was unpacked, checked on every load
+# --------------------------------------------------------------------------
+
+
+def _is_manifest_entry(relpath):
+    """The manifest itself and its temporary files are not part of the tree."""
+    return "/" not in relpath and relpath.lstrip(".").startswith(_MANIFEST_NAME)
+
+
+def _list_files(tree):
+    """``{relative posix path: size in bytes}`` of every file of a tree, manifest aside."""
+    files = {}
+    for path in sorted(tree.rglob("*")):
+        relpath = path.relative_to(tree).as_posix()
+        if path.is_file() and not _is_manifest_entry(relpath):
+            files[relpath] = path.stat().st_size
+    return files
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _write_manifest(tree, manifest):
+    """Write ``tree/<manifest>`` atomically: readers see no file or a complete one."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{_MANIFEST_NAME}.", dir=tree)
+    try:
+        with os.fdopen(fd, "w") as f:
+            # mkstemp makes it private; a shared cache must be readable by
+            # all, like the files dpkg unpacked.
+            if hasattr(os, "fchmod"):  # POSIX only
+                os.fchmod(f.fileno(), 0o644)
+            json.dump(manifest, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, tree / _MANIFEST_NAME)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _wav_problem(path):
+    """Why ``path`` is not a complete, readable WAV file; None if it is one."""
+    try:
+        with warnings.catch_warnings():
+            # scipy only warns when the data chunk ends before the size in its
+            # header, i.e. on a truncated file.
+            warnings.simplefilter("error", wavfile.WavFileWarning)
+            wavfile.read(path)
+    except (ValueError, EOFError, OSError, struct.error, wavfile.WavFileWarning) as exc:
+        return f"{path} is not a complete WAV file ({exc})"
+    return None
+
+
+def _summary(problems):
+    """The first problem, and how many more there are."""
+    more = len(problems) - 1
+    return problems[0] + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+
+
+def _verify(tree, audio_dir, files):
+    """Problems of a tree against its manifest's ``files``, first one first."""
+    problems = []
+    for relpath, size in sorted(files.items()):
+        path = tree / relpath
+        try:
+            actual = path.stat().st_size if path.is_file() else None
+        except OSError as exc:
+            problems.append(f"{path} cannot be read ({exc})")
+            continue
+        if actual is None:
+            problems.append(f"{path} is missing")
+        elif actual != size:
+            problems.append(
+                f"{path} has {actual} bytes where {size} were unpacked (truncated or modified)"
+            )
+    # A WAV that the package did not hold would silently join the protocol.
+    if audio_dir.is_dir():
+        problems += [
+            f"{path} was not unpacked from the package (added later)"
+            for path in sorted(audio_dir.rglob("*.wav"))
+            if path.relative_to(tree).as_posix() not in files
+        ]
+    return problems
+
+
+def _adopt(tree, package, audio_dir):
+    """Check a tree made without a manifest (older version, or by hand) and record it.
+
+    Every WAV must parse to its end; the manifest is then written so that later
+    loads only compare names and sizes. Files deleted before this first check
+    cannot be noticed. Returns the problems found (empty when adopted).
+    """
+    if not audio_dir.is_dir():
+        return [f"{audio_dir} is missing"]
+    files = _list_files(tree)
+    problems = [
+        problem
+        for relpath in files
+        if relpath.endswith(".wav") and (problem := _wav_problem(tree / relpath)) is not None
+    ]
+    if problems:
+        return problems
+    manifest = {
+        "format": _MANIFEST_FORMAT,
+        "package": package,
+        "deb": None,
+        "origin": "cache without a manifest: every WAV parsed completely on its first load",
+        "files": files,
+    }
+    try:
+        _write_manifest(tree, manifest)
+    except OSError as exc:
+        # A read-only shared cache still loads; it is parsed again next time.
+        warnings.warn(
+            f"{tree} has no manifest and one cannot be written there ({exc}); every WAV "
+            "was parsed instead and is parsed again on each load.",
+            stacklevel=4,
+        )
+    return []
+
+
+def _check_package(root, package):
+    """Whether the cached ``package`` can be used.
+
+    Returns
+    -------
+    problem : None or (str, str)
+        None when the tree matches its manifest (one is built for a tree that
+        has none, see :func:`_adopt`); else ``(kind, reason)`` with kind
+        ``"missing"`` or ``"damaged"``.
+    """
+    tree = _tree(root, package)
+    if not tree.is_dir():
+        return "missing", f"{package} is not cached"
+    audio_dir = root / _AUDIO_DIRS[package]
+    manifest_path = tree / _MANIFEST_NAME
+    if not manifest_path.exists():
+        problems = _adopt(tree, package, audio_dir)
+    else:
+        try:
+            files = json.loads(manifest_path.read_text())["files"]
+            if not isinstance(files, dict):
+                raise TypeError("'files' is not a mapping")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problems = [f"its manifest {manifest_path} is unreadable ({exc})"]
+        else:
+            problems = _verify(tree, audio_dir, files)
+    if problems:
+        return "damaged", f"{package} is damaged: {_summary(problems)}"
+    return None
+
+
+# --------------------------------------------------------------------------
+# Downloading
+# --------------------------------------------------------------------------
 
 
 def _run(cmd, *, cwd=None, verbose=False):
@@ -145,7 +336,7 @@ def _tail(completed):
     return text.strip()[-800:]
 
 
-def _apt_download(apt_get, packages, workdir, root, verbose):
+def _apt_download(apt_get, packages, workdir, root, verbose, damaged=()):
     """``apt-get download`` the packages into ``workdir``; return their .deb paths.
 
     When the system's package lists do not know the packages (e.g. a fresh
@@ -171,7 +362,7 @@ def _apt_download(apt_get, packages, workdir, root, verbose):
         if result.returncode != 0:
             raise DataFetchError(
                 f"`apt-get download` failed (exit {result.returncode}):\n{_tail(result)}\n"
-                + _manual_instructions(root)
+                + _manual_instructions(root, damaged)
             )
     debs = {}
     for package in packages:
@@ -179,7 +370,7 @@ def _apt_download(apt_get, packages, workdir, root, verbose):
         if not found:
             raise DataFetchError(
                 f"`apt-get download` reported success but left no {package}_*.deb.\n"
-                + _manual_instructions(root)
+                + _manual_instructions(root, damaged)
             )
         debs[package] = found[-1]
     return debs
@@ -189,8 +380,8 @@ def _install(unpacked, final, staging):
     """Move a finished ``dpkg -x`` tree into place with one atomic rename."""
     final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists():
-        # A broken tree from an older, non-atomic fetch: put it in the staging
-        # area (deleted afterwards) and replace it.
+        # A damaged tree, or a broken one from an older, non-atomic fetch: put
+        # it in the staging area (deleted afterwards) and replace it.
         final.rename(staging / f"stale-{final.name}")
     try:
         unpacked.rename(final)
@@ -200,11 +391,81 @@ def _install(unpacked, final, staging):
             raise
 
 
+def _download(root, packages, damaged, verbose):
+    """Fetch, unpack, record and install ``packages`` into the cache ``root``."""
+    apt_get, dpkg = shutil.which("apt-get"), shutil.which("dpkg")
+    if apt_get is None or dpkg is None:
+        absent = " and ".join(
+            name for name, path in [("apt-get", apt_get), ("dpkg", dpkg)] if path is None
+        )
+        raise DataFetchError(
+            f"Cannot fetch the audio data into {root}: {absent} not found (a Debian/Ubuntu "
+            "system is needed to download it).\n" + _manual_instructions(root, damaged)
+        )
+    elsewhere = (
+        f"Pass data_home= (or set {_ENV_VAR}) to a writable directory, or install by hand.\n"
+    )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataFetchError(
+            f"Cannot create the cache directory {root}: {exc}\n"
+            + elsewhere
+            + _manual_instructions(root, damaged)
+        ) from exc
+    # Checked before downloading anything: the download would be lost.
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise DataFetchError(
+            f"Cannot fetch the audio data: the cache directory {root} exists but is not "
+            "writable.\n" + elsewhere + _manual_instructions(root, damaged)
+        )
+    try:
+        with tempfile.TemporaryDirectory(prefix=".fetch-", dir=root) as tmp:
+            staging = Path(tmp)
+            debs = _apt_download(apt_get, packages, staging, root, verbose, damaged)
+            for package in packages:
+                unpacked = staging / "unpacked" / package
+                unpacked.mkdir(parents=True)
+                result = _run([dpkg, "-x", debs[package], unpacked], verbose=verbose)
+                if result.returncode != 0 or not (staging / _AUDIO_DIRS[package]).is_dir():
+                    raise DataFetchError(
+                        f"`dpkg -x {debs[package].name}` failed (exit {result.returncode}):\n"
+                        f"{_tail(result)}\n" + _manual_instructions(root, damaged)
+                    )
+                deb = debs[package]
+                # Written inside the tree before it is moved into place, so the
+                # tree and its record appear together.
+                _write_manifest(
+                    unpacked,
+                    {
+                        "format": _MANIFEST_FORMAT,
+                        "package": package,
+                        "deb": {
+                            "file": deb.name,
+                            "size": deb.stat().st_size,
+                            "sha256": _sha256(deb),
+                        },
+                        "origin": "apt-get download, dpkg -x",
+                        "files": _list_files(unpacked),
+                    },
+                )
+                _install(unpacked, _tree(root, package), staging)
+    except DataFetchError:
+        raise
+    except OSError as exc:
+        # E.g. permission denied despite os.access (ACLs, read-only mounts), a full disk.
+        raise DataFetchError(
+            f"Cannot write the audio data into the cache directory {root}: {exc}\n"
+            + elsewhere
+            + _manual_instructions(root, damaged)
+        ) from exc
+
+
 def fetch_asterisk_audio(data_home=None, *, download_if_missing=True, verbose=False):
-    """Download and cache the speech and music packages; return the cache.
+    """Download and cache the speech and music packages; check the cache; return it.
 
     Nothing is downloaded, and apt is never called, when the audio is
-    already in the cache. Otherwise ``apt-get download`` fetches
+    already in the cache and intact. Otherwise ``apt-get download`` fetches
     ``asterisk-core-sounds-en-wav`` and ``asterisk-moh-opsound-wav`` (no root
     needed; if apt's lists do not know them, private lists inside the cache
     are updated first) and ``dpkg -x`` unpacks each into
@@ -212,13 +473,30 @@ def fetch_asterisk_audio(data_home=None, *, download_if_missing=True, verbose=Fa
     inside the cache and each tree is moved into place with one rename, so an
     interrupted fetch never leaves a half-filled cache.
 
+    Each unpacked tree holds a manifest, ``sklearn_unfold-manifest.json``,
+    written with it: the name and size of every file unpacked, and the name,
+    size and SHA-256 of the ``.deb`` it came from (for provenance). Every call
+    (hence every load) checks the tree against it: names and sizes, and no WAV
+    added. A damaged tree (a file missing, truncated, modified in size or
+    added) is fetched again with a warning, or, when that is not possible,
+    named in a :class:`DataFetchError`.
+
+    A tree without a manifest (cached by an older version of this package, or
+    installed by hand) is checked once more thoroughly: every WAV must parse
+    to its end. The manifest is then written (its ``deb`` is null) and later
+    loads compare names and sizes only. Files deleted before that first check
+    cannot be noticed; delete the tree to fetch it afresh if in doubt. A
+    read-only tree without a manifest is parsed again on every load, with a
+    warning.
+
     Parameters
     ----------
     data_home : str or path-like, default=None
         Cache directory; see :func:`get_data_home` (``SKLEARN_UNFOLD_DATA``,
         else ``~/.cache/sklearn_unfold/asterisk``).
     download_if_missing : bool, default=True
-        If False, raise :class:`DataFetchError` instead of downloading.
+        If False, raise :class:`DataFetchError` instead of downloading a
+        missing or damaged package.
     verbose : bool, default=False
         Print the commands run.
 
@@ -232,45 +510,46 @@ def fetch_asterisk_audio(data_home=None, *, download_if_missing=True, verbose=Fa
     Raises
     ------
     DataFetchError
-        (an ``OSError``) if the audio is missing and cannot be fetched: apt-get
-        or dpkg absent, no network, or ``download_if_missing=False``. The
-        message gives the commands to install the data by hand.
+        (an ``OSError``) if the audio is missing or damaged and cannot be
+        fetched: apt-get or dpkg absent, no network, the cache directory not
+        writable, or ``download_if_missing=False``. The message names the
+        first damaged file, if any, and gives the commands to install the
+        data by hand.
+
+    Warns
+    -----
+    UserWarning
+        When a damaged package is fetched again (its old tree is deleted).
     """
     root = get_data_home(data_home)
-    missing = [package for package in _AUDIO_DIRS if not _is_cached(root, package)]
-    if not missing:
+    problems = {}
+    for package in _AUDIO_DIRS:
+        problem = _check_package(root, package)
+        if problem is not None:
+            problems[package] = problem
+    if not problems:
         return root
+    damaged = [package for package, (kind, _) in problems.items() if kind == "damaged"]
+    report = f"The audio cache in {root} is not usable:\n" + "".join(
+        f"  - {reason}\n" for _, reason in problems.values()
+    )
     if not download_if_missing:
+        action = "downloaded" if not damaged else "fetched again"
         raise DataFetchError(
-            f"The audio data is not cached in {root} ({', '.join(missing)} missing) and "
-            "download_if_missing=False.\n" + _manual_instructions(root)
+            f"{report}It is not {action} because download_if_missing=False; call "
+            "fetch_asterisk_audio with downloads allowed, or install it by hand.\n"
+            + _manual_instructions(root, damaged)
         )
-    apt_get, dpkg = shutil.which("apt-get"), shutil.which("dpkg")
-    if apt_get is None or dpkg is None:
-        absent = " and ".join(
-            name for name, path in [("apt-get", apt_get), ("dpkg", dpkg)] if path is None
-        )
-        raise DataFetchError(
-            f"Cannot fetch the audio data into {root}: {absent} not found (a Debian/Ubuntu "
-            "system is needed to download it).\n" + _manual_instructions(root)
+    for package in damaged:
+        warnings.warn(
+            f"The cached {problems[package][1]}; fetching it again.", UserWarning, stacklevel=2
         )
     try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DataFetchError(f"Cannot create the cache directory {root}: {exc}") from exc
-    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=root) as tmp:
-        staging = Path(tmp)
-        debs = _apt_download(apt_get, missing, staging, root, verbose)
-        for package in missing:
-            unpacked = staging / "unpacked" / package
-            unpacked.mkdir(parents=True)
-            result = _run([dpkg, "-x", debs[package], unpacked], verbose=verbose)
-            if result.returncode != 0 or not (staging / _AUDIO_DIRS[package]).is_dir():
-                raise DataFetchError(
-                    f"`dpkg -x {debs[package].name}` failed (exit {result.returncode}):\n"
-                    f"{_tail(result)}\n" + _manual_instructions(root)
-                )
-            _install(unpacked, root / "unpacked" / package, staging)
+        _download(root, list(problems), damaged, verbose)
+    except DataFetchError as exc:
+        if not damaged:
+            raise
+        raise DataFetchError(f"{report}{exc}") from exc
     if verbose:
         print(f"[fetch_asterisk_audio] audio cached in {root}")
     return root
@@ -319,7 +598,8 @@ def load_utterances(subset="train", *, data_home=None, min_duration=1.0):
     files hold no speech (peak amplitude 2 / 32768) and would make an SDR
     meaningless; an utterance is in the test subset when
     ``zlib.crc32(relpath.encode()) % 5 == 0``, in the training subset
-    otherwise. The data is fetched first if needed (:func:`fetch_asterisk_audio`).
+    otherwise. The data is fetched first if needed, and the cache checked
+    against its manifest (:func:`fetch_asterisk_audio`).
 
     Parameters
     ----------

@@ -30,7 +30,8 @@ from scipy import fft as sp_fft
 from scipy.linalg import LinAlgError, lstsq, solve_toeplitz, toeplitz
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array
-from sklearn.utils._param_validation import Interval, validate_params
+
+from ._compat import Interval, validate_params
 
 __all__ = ["sdr", "si_sdr", "magnitude_sdr", "sdr_scorer", "make_sdr_scorer", "target_frames"]
 
@@ -427,23 +428,72 @@ def target_frames(Y, n_sources, n_frequencies):
 
     Parameters
     ----------
-    Y : ndarray of shape (n_frames, n_sources * n_context * n_frequencies)
+    Y : array-like of shape (n_frames, n_sources * n_context * n_frequencies)
+        Numeric 2-D array; ``n_context >= 1``.
     n_sources : int
+        Number of column blocks, at least 1.
     n_frequencies : int
+        Frequencies per frame, at least 1.
 
     Returns
     -------
     Y_target : ndarray of shape (n_frames, n_sources * n_frequencies)
+        ``Y`` itself (not a copy) when it is an ndarray that already has
+        ``n_sources * n_frequencies`` columns.
+
+    Raises
+    ------
+    ValueError
+        If ``Y`` is not a numeric 2-D array (e.g. ragged rows, strings, sparse),
+        ``n_sources`` or ``n_frequencies`` is not an integer >= 1, or the
+        width of ``Y`` is not ``n_sources * n_context * n_frequencies`` for a
+        whole ``n_context >= 1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_unfold.metrics import target_frames
+    >>> Y = np.arange(8).reshape(1, 8)  # 2 sources, 2 frames of 2 frequencies
+    >>> target_frames(Y, 2, 2)
+    array([[2, 3, 6, 7]])
     """
-    if Y.shape[1] % n_sources:
-        raise ValueError(f"Y has {Y.shape[1]} columns, not a multiple of n_sources={n_sources}.")
-    block = Y.shape[1] // n_sources
+    for name, value in (("n_sources", n_sources), ("n_frequencies", n_frequencies)):
+        # bool is an Integral too, but True is no count.
+        if not isinstance(value, Integral) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {value!r}.")
+    if hasattr(Y, "toarray") or hasattr(Y, "tocsr"):
+        raise ValueError("Y must be a dense 2-D array; got a sparse matrix.")
+    try:
+        Y = np.asarray(Y)
+    except (ValueError, TypeError) as exc:
+        # NumPy refuses ragged nested sequences.
+        raise ValueError(f"Y must be a 2-D array of numbers; {exc}") from exc
+    if not (np.issubdtype(Y.dtype, np.number) or Y.dtype == np.bool_):
+        raise ValueError(
+            f"Y must be a 2-D array of numbers; got dtype {Y.dtype} (ragged rows or "
+            "non-numeric values)."
+        )
+    if Y.ndim != 2:
+        raise ValueError(
+            f"Y must be a 2-D array (n_frames, n_columns); got shape {Y.shape}."
+        )
+    n_columns = Y.shape[1]
+    expected = (
+        f"expected n_sources * n_context * n_frequencies = {n_sources} * n_context * "
+        f"{n_frequencies} for a whole n_context >= 1"
+    )
+    if n_columns % n_sources:
+        raise ValueError(
+            f"Y has {n_columns} columns, not a multiple of n_sources={n_sources}; {expected}."
+        )
+    block = n_columns // n_sources
+    if block == 0 or block % n_frequencies:
+        raise ValueError(
+            f"Y's blocks of {block} columns do not hold whole frames of {n_frequencies} "
+            f"frequencies; {expected} (a multiple of {n_sources * n_frequencies})."
+        )
     if block == n_frequencies:
         return Y
-    if n_frequencies < 1 or block % n_frequencies:
-        raise ValueError(
-            f"Y's blocks of {block} columns do not hold whole frames of {n_frequencies} frequencies."
-        )
     return np.hstack(
         [Y[:, (l + 1) * block - n_frequencies : (l + 1) * block] for l in range(n_sources)]
     )

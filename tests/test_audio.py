@@ -347,6 +347,62 @@ def test_mix_at_snr_errors(speech, noise, snr, match):
         mix_at_snr(speech, noise, snr)
 
 
+def _snr_db(speech, noise):
+    """Measured SNR that cannot overflow: both signals share one scale."""
+    common = max(np.max(np.abs(speech)), np.max(np.abs(noise)))
+    return 10 * np.log10(np.sum((speech / common) ** 2) / np.sum((noise / common) ** 2))
+
+
+@pytest.mark.parametrize(
+    "speech_scale, noise_scale",
+    [(1e300, 1.0), (1.0, 1e-200), (1e-200, 1e300), (1e-300, 1e-300), (1e300, 1e-200)],
+)
+@pytest.mark.parametrize("snr", [-6.0, 0.0, 9.0])
+def test_mix_at_snr_at_extreme_scales(speech_scale, noise_scale, snr):
+    rng = np.random.default_rng(5)
+    speech = rng.standard_normal(2000)
+    noise = rng.standard_normal(2000) + 0.3
+    reference_mixture, reference_noise = mix_at_snr(speech, noise, snr)
+
+    mixture, scaled = mix_at_snr(speech_scale * speech, noise_scale * noise, snr)
+
+    assert np.all(np.isfinite(mixture)) and np.all(np.isfinite(scaled))
+    assert_allclose(_snr_db(speech_scale * speech, scaled), snr, atol=1e-9)
+    # Only the units change: the same mixture, scaled with the speech.
+    assert_allclose(scaled, speech_scale * reference_noise, rtol=1e-12)
+    assert_allclose(mixture, speech_scale * reference_mixture, rtol=1e-12)
+
+
+@pytest.mark.parametrize("snr", [1e6, -1e6, 7000.0, -7000.0])
+def test_mix_at_snr_unrepresentable_snr_is_a_clear_error(snr):
+    rng = np.random.default_rng(6)
+    speech, noise = rng.standard_normal((2, 500))
+    limit = "below the smallest normal" if snr > 0 else "above the largest"
+    with np.errstate(all="raise"):  # no overflow / underflow on the way to the message
+        with pytest.raises(ValueError, match=rf"snr_db=.*cannot be met in float64.*{limit}"):
+            mix_at_snr(speech, noise, snr)
+
+
+def test_mix_at_snr_extreme_but_representable_snr_is_met():
+    rng = np.random.default_rng(7)
+    speech, noise = rng.standard_normal((2, 500))
+    for snr in (600.0, -600.0):
+        mixture, scaled = mix_at_snr(speech, noise, snr)
+        assert_allclose(_snr_db(speech, scaled), snr, rtol=1e-12)
+    # float32 output has a smaller range: 600 dB needs a noise peak near 1e-30.
+    mixture, scaled = mix_at_snr(speech.astype(np.float32), noise.astype(np.float32), 600.0)
+    assert scaled.dtype == np.float32
+    assert_allclose(_snr_db(speech.astype(np.float32), scaled.astype(float)), 600.0, rtol=1e-6)
+    with pytest.raises(ValueError, match="smallest normal float32"):
+        mix_at_snr(speech.astype(np.float32), noise.astype(np.float32), 800.0)
+
+
+def test_mix_at_snr_mixture_overflow_is_a_clear_error():
+    speech = np.full(10, 1e308)
+    with pytest.raises(ValueError, match="overflows float64"):
+        mix_at_snr(speech, np.ones(10), -3.0)
+
+
 @pytest.mark.parametrize("n", [1, 50, 99, 100, 101, 199, 200, 201, 8000, 8001, 12345])
 def test_stft_equals_scipy_short_time_fft(n):
     # The batched framing must reproduce ShortTimeFFT.stft exactly (its

@@ -6,6 +6,10 @@ they cannot be fetched.
 """
 
 import dataclasses
+import hashlib
+import json
+import os
+import shlex
 import subprocess
 import zlib
 from pathlib import Path
@@ -281,6 +285,249 @@ def test_interrupted_fetch_leaves_no_half_cache(tmp_path, fake_apt):
 
 
 # --------------------------------------------------------------------------
+# The manifest: the cache is checked on every load
+# --------------------------------------------------------------------------
+
+MANIFEST = "sklearn_unfold-manifest.json"
+
+
+def _manifest(root, package):
+    return json.loads((root / "unpacked" / package / MANIFEST).read_text())
+
+
+@pytest.fixture
+def home(tmp_path, no_apt):
+    """A fresh fake cache whose manifests were recorded by a first load."""
+    root = tmp_path / "cache"
+    _build_fake_home(root)
+    fetch_asterisk_audio(root, download_if_missing=False)
+    return root
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+# kind -> (how to damage the cache, file the error must name, what it must say)
+DAMAGE = {
+    "deleted WAV": (
+        lambda r: (r / SPEECH_SUBDIR / "digits/2.wav").unlink(),
+        SPEECH_SUBDIR / "digits/2.wav",
+        "is missing",
+    ),
+    "truncated WAV": (
+        lambda r: _truncate(r / SPEECH_SUBDIR / "welcome.wav"),
+        SPEECH_SUBDIR / "welcome.wav",
+        "has 13622 bytes where 27244 were unpacked",
+    ),
+    "missing music track": (
+        lambda r: (r / MUSIC_SUBDIR / "macroform-cold_day.wav").unlink(),
+        MUSIC_SUBDIR / "macroform-cold_day.wav",
+        "is missing",
+    ),
+    "added WAV": (
+        lambda r: _write_wav(r / SPEECH_SUBDIR / "digits/3.wav", 9000, seed=0),
+        SPEECH_SUBDIR / "digits/3.wav",
+        "was not unpacked from the package",
+    ),
+    "unreadable manifest": (
+        lambda r: (r / "unpacked" / MUSIC / MANIFEST).write_text("{"),
+        Path("unpacked", MUSIC, MANIFEST),
+        "is unreadable",
+    ),
+}
+
+
+def test_first_load_records_a_manifest_of_a_cache_made_without_one(tmp_path, no_apt):
+    root = tmp_path / "cache"
+    _build_fake_home(root)
+    assert not (root / "unpacked" / SPEECH / MANIFEST).exists()
+    fetch_asterisk_audio(root, download_if_missing=False)
+    for package, subdir, names in [
+        (SPEECH, SPEECH_SUBDIR, [*FAKE_UTTERANCES, "README.txt"]),
+        (MUSIC, MUSIC_SUBDIR, FAKE_TRACKS),
+    ]:
+        manifest = _manifest(root, package)
+        assert manifest["package"] == package and manifest["deb"] is None
+        prefix = subdir.relative_to(Path("unpacked", package)).as_posix()
+        assert manifest["files"] == {
+            f"{prefix}/{name}": (root / subdir / name).stat().st_size for name in names
+        }
+
+
+def test_cache_made_without_a_manifest_must_parse(tmp_path, no_apt):
+    root = tmp_path / "cache"
+    _build_fake_home(root)
+    _truncate(root / SPEECH_SUBDIR / "letters/b.wav")
+    with pytest.raises(DataFetchError, match="letters/b.wav is not a complete WAV file"):
+        fetch_asterisk_audio(root, download_if_missing=False)
+    # Nothing is recorded for the bad tree, so the next load checks it again.
+    assert not (root / "unpacked" / SPEECH / MANIFEST).exists()
+    assert (root / "unpacked" / MUSIC / MANIFEST).exists()
+
+
+def test_cache_without_a_manifest_that_cannot_record_one_still_loads(
+    tmp_path, no_apt, monkeypatch
+):
+    root = tmp_path / "cache"
+    _build_fake_home(root)
+
+    def read_only(tree, manifest):
+        raise PermissionError(13, "Permission denied", str(tree))
+
+    monkeypatch.setattr(datasets, "_write_manifest", read_only)
+    with pytest.warns(UserWarning, match="parsed again on each load"):
+        assert [p for p, _ in load_utterances("test", data_home=root)] == TEST_KEPT
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_damaged_cache_is_named_not_used(home, monkeypatch, kind):
+    damage, bad_file, says = DAMAGE[kind]
+    damage(home)
+    with pytest.raises(DataFetchError) as info:
+        fetch_asterisk_audio(home, download_if_missing=False)
+    message = str(info.value)
+    assert f"{home / bad_file} {says}" in message
+    assert "download_if_missing=False" in message and "dpkg -x" in message
+    package = bad_file.parts[1]
+    assert f"rm -r -- {home / 'unpacked' / package}" in message
+    # Loading tries to fetch the package again; without apt the error still
+    # names the file.
+    monkeypatch.setattr(datasets.shutil, "which", lambda name: None)
+    with pytest.warns(UserWarning, match="fetching it again"):
+        with pytest.raises(DataFetchError, match="apt-get and dpkg not found") as info:
+            make_mixtures("train", n_utterances=2, data_home=home)
+    assert str(home / bad_file) in str(info.value)
+
+
+def test_the_reported_damage_is_no_longer_silent(home, monkeypatch):
+    # The issue's cache: 297 utterances and 3 noise tracks were used silently.
+    (home / SPEECH_SUBDIR / "digits/1.wav").unlink()
+    _truncate(home / SPEECH_SUBDIR / "welcome.wav")
+    (home / MUSIC_SUBDIR / "macroform-robot_dity.wav").unlink()
+    with pytest.raises(DataFetchError) as info:
+        fetch_asterisk_audio(home, download_if_missing=False)
+    message = str(info.value)
+    assert f"{home / SPEECH_SUBDIR / 'digits/1.wav'} is missing (and 1 more problem)" in message
+    assert f"{home / MUSIC_SUBDIR / 'macroform-robot_dity.wav'} is missing" in message
+
+
+def test_damaged_package_is_fetched_again(home, fake_apt):
+    _truncate(home / MUSIC_SUBDIR / "reno_project-system.wav")
+    apt = fake_apt(known=True)
+    with pytest.warns(UserWarning, match=r"reno_project-system.wav has \d+ bytes"):
+        assert fetch_asterisk_audio(home) == home
+    # Only the damaged package was downloaded; its old tree is gone.
+    assert apt.calls[0][0][1:] == ["download", MUSIC]
+    assert sorted(p.name for p in (home / MUSIC_SUBDIR).iterdir()) == ["x.wav"]
+    assert _leftovers(home) == []
+    manifest = _manifest(home, MUSIC)
+    assert manifest["deb"] == {
+        "file": f"{MUSIC}_1.0_all.deb",
+        "size": 3,
+        "sha256": hashlib.sha256(b"deb").hexdigest(),
+    }
+    assert manifest["files"] == {
+        "usr/share/asterisk/moh/x.wav": (home / MUSIC_SUBDIR / "x.wav").stat().st_size
+    }
+    # Intact now: nothing runs again.
+    n_calls = len(apt.calls)
+    fetch_asterisk_audio(home)
+    assert len(apt.calls) == n_calls
+
+
+def test_fetch_records_a_manifest_with_the_deb_checksum(tmp_path, fake_apt):
+    fake_apt(known=True)
+    fetch_asterisk_audio(tmp_path)
+    for package in (SPEECH, MUSIC):
+        manifest = _manifest(tmp_path, package)
+        assert manifest["package"] == package
+        assert manifest["deb"]["sha256"] == hashlib.sha256(b"deb").hexdigest()
+        assert list(manifest["files"]) == [
+            (SPEECH_SUBDIR if package == SPEECH else MUSIC_SUBDIR)
+            .relative_to(Path("unpacked", package))
+            .joinpath("x.wav")
+            .as_posix()
+        ]
+        # Readable by every user of a shared cache, like the unpacked files.
+        assert (tmp_path / "unpacked" / package / MANIFEST).stat().st_mode & 0o444 == 0o444
+
+
+# --------------------------------------------------------------------------
+# Unwritable caches and the manual instructions
+# --------------------------------------------------------------------------
+
+
+def test_unwritable_cache_directory_is_a_data_fetch_error(tmp_path, fake_apt, monkeypatch):
+    # os.access is mocked: chmod does not stop root (see the test below).
+    apt = fake_apt(known=True)
+    root = tmp_path / "cache"
+    root.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(
+        datasets.os, "access", lambda path, mode: Path(path) != root and real_access(path, mode)
+    )
+    with pytest.raises(DataFetchError, match="exists but is not writable") as info:
+        fetch_asterisk_audio(root)
+    assert str(root) in str(info.value) and "data_home=" in str(info.value)
+    assert apt.calls == []  # nothing downloaded for nothing
+
+
+def test_write_failure_in_the_cache_is_a_data_fetch_error(tmp_path, fake_apt, monkeypatch):
+    # A directory that os.access calls writable but is not (ACLs, read-only mounts).
+    fake_apt(known=True)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr(datasets.tempfile, "TemporaryDirectory", denied)
+    with pytest.raises(DataFetchError, match="Permission denied") as info:
+        fetch_asterisk_audio(tmp_path)
+    assert f"Cannot write the audio data into the cache directory {tmp_path}" in str(info.value)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes to read-only directories"
+)
+def test_read_only_cache_directory_is_a_data_fetch_error(tmp_path, fake_apt):
+    apt = fake_apt(known=True)
+    root = tmp_path / "cache"
+    root.mkdir()
+    root.chmod(0o555)
+    try:
+        with pytest.raises(DataFetchError, match="not writable"):
+            fetch_asterisk_audio(root)
+    finally:
+        root.chmod(0o755)
+    assert apt.calls == []
+
+
+def _commands(message):
+    """The shell commands (indented lines) of an error message, split as a shell would."""
+    return [shlex.split(line) for line in message.splitlines() if line.startswith("    ")]
+
+
+def test_manual_instructions_quote_paths(tmp_path, no_apt):
+    root = tmp_path / "my data" / "Bob's cache"
+    with pytest.raises(DataFetchError) as info:
+        fetch_asterisk_audio(root, download_if_missing=False)
+    commands = _commands(str(info.value))
+    for package in (SPEECH, MUSIC):
+        assert ["dpkg", "-x", f"{package}_*.deb", str(root / "unpacked" / package)] in commands
+    # A damaged tree must be removed first.
+    _build_fake_home(root)
+    fetch_asterisk_audio(root)  # records the manifests
+    (root / SPEECH_SUBDIR / "welcome.wav").unlink()
+    with pytest.raises(DataFetchError) as info:
+        fetch_asterisk_audio(root, download_if_missing=False)
+    commands = _commands(str(info.value))
+    assert ["rm", "-r", "--", str(root / "unpacked" / SPEECH)] in commands
+    assert ["dpkg", "-x", f"{SPEECH}_*.deb", str(root / "unpacked" / SPEECH)] in commands
+
+
+
+# --------------------------------------------------------------------------
 # Loading
 # --------------------------------------------------------------------------
 
@@ -314,16 +561,26 @@ def test_load_noise(fake, no_apt):
 
 
 def test_load_rejects_bad_files(tmp_path, no_apt):
-    _build_fake_home(tmp_path)
-    wavfile.write(tmp_path / SPEECH_SUBDIR / "vm-hello.wav", 16000, np.zeros(16000, np.int16))
+    # Each case on a fresh cache: changing a file of a cache that was already
+    # loaded would be caught earlier, as damage (see the manifest tests).
+    _build_fake_home(tmp_path / "rate")
+    wavfile.write(
+        tmp_path / "rate" / SPEECH_SUBDIR / "vm-hello.wav", 16000, np.zeros(16000, np.int16)
+    )
     with pytest.raises(ValueError, match="16000 Hz"):
-        load_utterances("test", data_home=tmp_path)
-    wavfile.write(tmp_path / SPEECH_SUBDIR / "vm-hello.wav", 8000, np.zeros((16000, 2), np.int16))
+        load_utterances("test", data_home=tmp_path / "rate")
+    _build_fake_home(tmp_path / "stereo")
+    wavfile.write(
+        tmp_path / "stereo" / SPEECH_SUBDIR / "vm-hello.wav", 8000, np.zeros((16000, 2), np.int16)
+    )
     with pytest.raises(ValueError, match="mono"):
-        load_utterances("test", data_home=tmp_path)
-    (tmp_path / MUSIC_SUBDIR / "reno_project-system.wav").unlink()
+        load_utterances("test", data_home=tmp_path / "stereo")
+    # A cache without a manifest cannot know a file is gone; the test track
+    # is still checked by name.
+    _build_fake_home(tmp_path / "no_test_track")
+    (tmp_path / "no_test_track" / MUSIC_SUBDIR / "reno_project-system.wav").unlink()
     with pytest.raises(ValueError, match="reno_project-system.wav"):
-        load_noise("train", data_home=tmp_path)
+        load_noise("train", data_home=tmp_path / "no_test_track")
 
 
 def test_load_bad_subset(fake):
@@ -543,10 +800,12 @@ def test_make_separation_features_errors():
 
 @pytest.fixture(scope="module")
 def real_home():
+    # Only a cache that is already there (SKLEARN_UNFOLD_DATA or the default
+    # location): tests never download into the user's home.
     try:
-        return fetch_asterisk_audio()
+        return fetch_asterisk_audio(download_if_missing=False)
     except DataFetchError as exc:
-        pytest.skip(f"real audio unavailable: {exc}".splitlines()[0])
+        pytest.skip(" ".join(f"real audio unavailable: {exc}".splitlines()[:2]))
 
 
 def test_real_utterance_counts(real_home):

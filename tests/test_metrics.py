@@ -1,13 +1,14 @@
 """Tests for sklearn_unfold.metrics against mir_eval, dense formulas and invariances."""
 
-import glob
 import pickle
 import warnings
+from pathlib import Path
 
 import mir_eval.separation
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.sparse
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.io import wavfile
 from scipy.signal import butter, lfilter
@@ -25,13 +26,18 @@ from sklearn_unfold.metrics import (
     sdr,
     sdr_scorer,
     si_sdr,
+    target_frames,
 )
 
 SAMPLE_RATE = 8000
 CAP_DB = 10 * np.log10(1 / np.finfo(np.float64).eps)  # about 156.5 dB
 # The spec asks for 0.01 dB; the FFT / Levinson route agrees with mir_eval far closer.
 MIR_EVAL_ATOL_DB = 1e-4
-SPEECH_FILES = sorted(glob.glob("/tmp/astcache/speech/*.wav"))
+# Two short real prompts committed with the tests (CC BY-SA 3.0, see data/README.md).
+SPEECH_FILES = [
+    Path(__file__).parent / "data" / name
+    for name in ("asterisk-dir-welcome.wav", "asterisk-call-fwd-on-busy.wav")
+]
 
 
 # --------------------------------------------------------------------------------------
@@ -93,18 +99,11 @@ def dense_sdr(reference, estimate, filter_length):
     return 10 * np.log10(np.sum(target**2) / np.sum((padded - target) ** 2))
 
 
-def load_speech(n_samples, start=0):
-    """n_samples of real 8 kHz speech from the Asterisk prompts cache, or skip."""
-    pieces, total = [], 0
-    for path in SPEECH_FILES[start:]:
-        rate, samples = wavfile.read(path)
-        if rate != SAMPLE_RATE or samples.ndim != 1:
-            continue
-        pieces.append(samples.astype(np.float64) / 32768)
-        total += samples.size
-        if total >= n_samples:
-            return np.concatenate(pieces)[:n_samples]
-    pytest.skip("real speech cache /tmp/astcache/speech not available")
+def load_speech(path, n_samples):
+    """The first n_samples of a committed real 8 kHz speech prompt, in [-1, 1]."""
+    rate, samples = wavfile.read(path)
+    assert rate == SAMPLE_RATE and samples.dtype == np.int16 and samples.size >= n_samples
+    return samples[:n_samples].astype(np.float64) / 32768
 
 
 # --------------------------------------------------------------------------------------
@@ -153,8 +152,7 @@ def test_sdr_matches_mir_eval_2d_with_correlated_references():
 def test_sdr_matches_mir_eval_real_speech():
     rng = np.random.default_rng(1)
     n_samples = 3 * SAMPLE_RATE // 2
-    speech = load_speech(n_samples)
-    other = load_speech(n_samples, start=len(SPEECH_FILES) // 2)
+    speech, other = (load_speech(path, n_samples) for path in SPEECH_FILES)
     references = np.stack([speech, other])
     estimates = np.stack(
         [
@@ -508,6 +506,57 @@ def test_magnitude_sdr_degenerate_values_are_finite_and_documented():
 def test_magnitude_sdr_invalid_input_raises(y_true, y_pred, kwargs, message):
     with pytest.raises(ValueError, match=message):
         magnitude_sdr(y_true, y_pred, **kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# target_frames
+# --------------------------------------------------------------------------------------
+
+
+def test_target_frames_takes_the_last_frame_of_each_source():
+    n_frames, n_sources, n_context, n_freqs = 4, 3, 2, 5
+    Y = np.arange(n_frames * n_sources * n_context * n_freqs, dtype=np.float32).reshape(
+        n_frames, -1
+    )
+    expected = Y.reshape(n_frames, n_sources, n_context, n_freqs)[:, :, -1].reshape(
+        n_frames, -1
+    )
+
+    result = target_frames(Y, n_sources, n_freqs)
+
+    assert_array_equal(result, expected)
+    assert result.dtype == np.float32
+    assert target_frames(expected, n_sources, n_freqs) is expected  # already targets
+    # NumPy integers (fitted attributes often are) and nested lists are accepted.
+    assert_array_equal(target_frames(Y, np.int64(n_sources), np.int32(n_freqs)), expected)
+    assert_array_equal(target_frames(Y.tolist(), n_sources, n_freqs), expected)
+    assert target_frames(np.ones((0, 30)), 3, 5).shape == (0, 15)
+
+
+@pytest.mark.parametrize(
+    "Y, n_sources, n_frequencies, message",
+    [
+        (None, 1, 1, "2-D array of numbers"),
+        ([[1.0, 2.0], [3.0]], 1, 1, "2-D array of numbers"),  # ragged
+        ([["a", "b"]], 1, 1, "2-D array of numbers"),
+        (scipy.sparse.csr_matrix(np.ones((2, 4))), 2, 2, "sparse"),
+        (np.ones(8), 2, 2, r"2-D array \(n_frames, n_columns\); got shape \(8,\)"),
+        (np.ones((2, 2, 2)), 2, 1, "2-D array"),
+        (np.ones((2, 8)), 0, 2, "n_sources must be an integer >= 1; got 0"),
+        (np.ones((2, 8)), 2.0, 2, "n_sources must be an integer >= 1"),
+        (np.ones((2, 8)), True, 2, "n_sources must be an integer >= 1"),
+        (np.ones((2, 8)), 2, 0, "n_frequencies must be an integer >= 1; got 0"),
+        (np.ones((2, 8)), 2, 1.5, "n_frequencies must be an integer >= 1"),
+        (np.ones((2, 8)), 2, "4", "n_frequencies must be an integer >= 1"),
+        (np.ones((2, 8)), 3, 2, "8 columns, not a multiple of n_sources=3"),
+        (np.ones((2, 12)), 2, 4, "blocks of 6 columns do not hold whole frames of 4"),
+        (np.ones((2, 4)), 2, 4, "blocks of 2 columns"),  # narrower than one frame
+        (np.ones((2, 0)), 2, 4, "blocks of 0 columns"),
+    ],
+)
+def test_target_frames_invalid_input_raises(Y, n_sources, n_frequencies, message):
+    with pytest.raises(ValueError, match=message):
+        target_frames(Y, n_sources, n_frequencies)
 
 
 # --------------------------------------------------------------------------------------
