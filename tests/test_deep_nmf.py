@@ -7,8 +7,6 @@ C >= 1, dense beta-divergences for the recorded objective, a dense SDR for
 check that cannot run on a 1-column y replayed below on valid data).
 """
 
-import functools
-import inspect
 import pickle
 import re
 import warnings
@@ -23,7 +21,6 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
-from sklearn.utils.estimator_checks import estimator_checks_generator, parametrize_with_checks
 from sklearn.utils.validation import check_is_fitted
 
 from sklearn_unfold import DeepNMF, DiscriminativeNMF, sdr_scorer
@@ -117,111 +114,6 @@ def ref_forward(est, X):
     for W in layers[:-1]:
         H = update(M, W, H)
     return wiener(M, layers[-1], H, est.n_sources_), H.T
-
-
-# --------------------------------------------------------------------------
-# scikit-learn's common checks
-# --------------------------------------------------------------------------
-# DeepNMF's Y holds n_sources >= 2 blocks of n_features_in_ columns (each
-# source's spectra stacked like X). The generic checks fit with a made-up
-# target of one column (or a 1-D one, or make_regression's 5 columns), which
-# fit rejects with a ValueError before anything else is tested. Each contract
-# is replayed on valid data by the test named in the reason.
-_Y = "fit gets a 1-D or 1-column y unrelated to X, but Y needs n_sources >= 2 blocks of n_features_in_ columns"
-EXPECTED_FAILED_CHECKS = {
-    "check_dict_unchanged": f"{_Y}; replayed in test_methods_do_not_change_state",
-    "check_dont_overwrite_parameters": f"{_Y}; replayed in test_fit_returns_self_and_keeps_params",
-    "check_dtype_object": f"{_Y}; replayed in test_input_types",
-    "check_estimators_dtypes": f"{_Y}; replayed in test_input_types",
-    "check_estimators_fit_returns_self": f"{_Y}; replayed in test_fit_returns_self_and_keeps_params",
-    "check_estimators_nan_inf": f"{_Y} (the check fits on clean data first); replayed in test_bad_input",
-    "check_estimators_overwrite_params": f"{_Y}; replayed in test_fit_returns_self_and_keeps_params",
-    "check_estimators_pickle": f"{_Y}; replayed in test_pickle_and_readonly_memmap",
-    "check_f_contiguous_array_estimator": f"{_Y}; replayed in test_input_types",
-    "check_fit2d_1feature": f"{_Y}, so the Y error, not an n_features=1 one, is raised; test_tiny_shapes",
-    "check_fit2d_1sample": f"{_Y}, so the Y error, not an n_samples=1 one, is raised; test_tiny_shapes",
-    "check_fit2d_predict1d": f"{_Y}; replayed in test_tiny_shapes",
-    "check_fit_check_is_fitted": f"{_Y}; replayed in test_not_fitted",
-    "check_fit_idempotent": f"{_Y}; replayed in test_fit_idempotent",
-    "check_fit_score_takes_y": f"{_Y}; score(X, Y) is tested in test_score_is_magnitude_sdr",
-    "check_methods_sample_order_invariance": f"{_Y}; replayed in test_subset_and_order_invariance",
-    "check_methods_subset_invariance": f"{_Y}; replayed in test_subset_and_order_invariance",
-    "check_n_features_in": f"{_Y}; replayed in test_n_features_in",
-    "check_n_features_in_after_fitting": f"{_Y}; replayed in test_n_features_in",
-    "check_non_transformer_estimators_n_iter": f"{_Y}; n_iter_ >= 1 checked in test_loss_curve",
-    "check_pipeline_consistency": f"{_Y}; replayed in test_pipeline",
-    "check_readonly_memmap_input": f"{_Y}; replayed in test_pickle_and_readonly_memmap",
-    "check_regressor_data_not_an_array": f"{_Y}; replayed in test_input_types",
-    "check_regressor_multioutput": (
-        "y from make_regression(n_targets=5) is used as is: negative values (input y must be "
-        "non-negative) and 5 columns, not n_sources blocks of n_features_in_"
-    ),
-    "check_regressors_int": f"{_Y}; replayed in test_input_types",
-    "check_regressors_no_decision_function": f"{_Y}; DeepNMF has no decision_function/predict_proba",
-    "check_regressors_train": (
-        f"{_Y}; besides, predict returns the target frames (n, n_sources * n_frequencies), not "
-        "Y's shape when n_context > 1, and score is the SDR in dB, not R^2"
-    ),
-    "check_transformer_data_not_an_array": f"{_Y}; replayed in test_input_types",
-    "check_transformer_general": f"{_Y}; fit_transform == fit().transform in test_api_shapes",
-    "check_transformer_n_iter": f"{_Y}; n_iter_ >= 1 checked in test_loss_curve",
-    "check_transformer_preserve_dtypes": f"{_Y}; replayed in test_float32",
-    "check_estimators_partial_fit_n_features": f"{_Y}; replayed in test_scale.py::test_deep_nmf_partial_fit_validation",
-}
-
-
-# What each expected failure must actually raise (checked by
-# test_expected_failures_have_the_stated_cause, so the list stays honest).
-_Y_ERROR = r"y must have shape \(n_samples, n_sources \* \d+\) with n_sources >= 2"
-EXPECTED_ERRORS = {name: _Y_ERROR for name in EXPECTED_FAILED_CHECKS}
-EXPECTED_ERRORS["check_regressor_multioutput"] = r"Negative values in data passed to \w+ \(input y\)"
-
-CHECKED_ESTIMATORS = [
-    DeepNMF(n_components=2, n_layers=3, n_trained_layers=2, n_context=1, max_iter=5, random_state=0),
-    DiscriminativeNMF(n_components=2, n_layers=3, n_context=1, max_iter=5, random_state=0),
-]
-
-
-def check_name(check):
-    while hasattr(check, "__wrapped__"):
-        check = check.__wrapped__
-    return check.func.__name__ if isinstance(check, functools.partial) else check.__name__
-
-
-# A check that starts to pass must leave the list (xfail_strict is scikit-learn >= 1.8).
-_STRICT = {"xfail_strict": True} if "xfail_strict" in inspect.signature(parametrize_with_checks).parameters else {}
-
-
-@parametrize_with_checks(
-    CHECKED_ESTIMATORS,
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS,
-    **_STRICT,
-)
-def test_sklearn_compatible(estimator, check):
-    if check_name(check) not in EXPECTED_FAILED_CHECKS:
-        check(estimator)
-        return
-    try:
-        check(estimator)
-    except Exception as exc:
-        # Expected (xfail). Re-raised without the checks' deep traceback,
-        # which pytest takes a third of a second to format for each one.
-        raise AssertionError(f"{type(exc).__name__}: {exc}") from None
-
-
-@pytest.mark.parametrize("estimator", CHECKED_ESTIMATORS, ids=lambda est: type(est).__name__)
-def test_expected_failures_have_the_stated_cause(estimator):
-    seen = set()
-    for est, check in estimator_checks_generator(clone(estimator), mark=None):
-        name = check_name(check)
-        if name not in EXPECTED_FAILED_CHECKS:
-            continue
-        seen.add(name)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with pytest.raises(Exception, match=EXPECTED_ERRORS[name]):
-                check(est)
-    assert seen == set(EXPECTED_FAILED_CHECKS)
 
 
 # --------------------------------------------------------------------------

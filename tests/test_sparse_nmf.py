@@ -15,7 +15,6 @@ from scipy.special import xlogy
 from sklearn.decomposition import NMF
 from sklearn.decomposition._nmf import _beta_divergence as sk_beta_divergence
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_unfold import SparseNMF
 from sklearn_unfold._nmf.updates import init_bases
@@ -52,11 +51,6 @@ def fit_quietly(est, X):
 
 
 # --- scikit-learn API contract -----------------------------------------------
-
-
-@parametrize_with_checks([SparseNMF(n_components=2, random_state=0, max_iter=500)])
-def test_sklearn_compatible(estimator, check):
-    check(estimator)
 
 
 def test_fit_transform_shapes_and_attributes():

@@ -10,22 +10,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import hamming_loss
 from sklearn.model_selection import GridSearchCV
-from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_unfold.unfolded_mrf import UnfoldedBP, UnfoldedMeanField
 
-# Both estimators pass every common check; no expected failures.
-EXPECTED_FAILED_CHECKS = {}
-
-
-@parametrize_with_checks(
-    [UnfoldedMeanField(n_layers=2, max_iter=50), UnfoldedBP(n_layers=2, max_iter=50)],
-    expected_failed_checks=lambda est: EXPECTED_FAILED_CHECKS.get(type(est).__name__, {}),
-)
-def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        check(estimator)
+# scikit-learn's common checks run in test_common.py.
 
 
 def multilabel_data(n=120, seed=0):
