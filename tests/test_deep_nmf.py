@@ -15,7 +15,6 @@ import joblib
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from scipy.special import xlogy
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, GroupKFold
@@ -26,27 +25,13 @@ from sklearn.utils.validation import check_is_fitted
 from sklearn_unfold import DeepNMF, DiscriminativeNMF, sdr_scorer
 from sklearn_unfold._nmf.divergences import mm_exponent
 from sklearn_unfold._nmf.updates import infer_activations, initial_activations
+from conftest import ref_divergence, source_mixture
 
 F, R = 6, 3  # frequencies per frame, components per source
 
 
 def mixture(n=120, n_freqs=F, n_context=2, n_sources=2, seed=0):
-    """Context-stacked mixture X (n, T*F) and sources Y (n, L*T*F), as DeepNMF reads them.
-
-    Each source is a few non-negative spectral shapes with sparse gains; the
-    mixture is their sum. Row t of a stacked array holds frames t..t+T-1 of
-    the spectrogram, the target frame last.
-    """
-    rng = np.random.default_rng(seed)
-    n_frames = n + n_context - 1
-    spectra = [
-        rng.gamma(0.5, size=(n_freqs, 3)) @ rng.gamma(0.5, size=(3, n_frames)) + 0.01 for _ in range(n_sources)
-    ]
-
-    def stack(S):
-        return np.hstack([S[:, k : k + n].T for k in range(n_context)])
-
-    return stack(sum(spectra)), np.hstack([stack(S) for S in spectra])
+    return source_mixture(n, n_freqs, n_context, n_sources, seed)
 
 
 def params(**kwargs):
@@ -70,15 +55,6 @@ def targets(Y, n_sources, n_freqs=F):
     """Target (last) frame of each source block of Y: (n, L*F)."""
     block = Y.shape[1] // n_sources
     return np.hstack([Y[:, (l + 1) * block - n_freqs : (l + 1) * block] for l in range(n_sources)])
-
-
-def ref_divergence(X, Y, beta):
-    """Dense beta-divergence (0 log 0 = 0)."""
-    if beta == 1:
-        return float(np.sum(xlogy(X, X) - xlogy(X, Y) - X + Y))
-    if beta == 2:
-        return 0.5 * float(np.sum((X - Y) ** 2))
-    return float(np.sum(X**beta + (beta - 1) * Y**beta - beta * X * Y ** (beta - 1)) / (beta * (beta - 1)))
 
 
 def wiener(M, W, H, n_sources):

@@ -10,7 +10,6 @@ FitInterruptedWarning; set_params without a refit changes no output.
 import pickle
 import warnings
 
-import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
 from sklearn.base import clone
@@ -21,19 +20,13 @@ from sklearn_unfold import DeepNMF, DiscriminativeNMF, PhysicsAwareDeepNMF, Spar
 from sklearn_unfold import deep_nmf, sparse_nmf
 from sklearn_unfold._nmf import hankel, network, trainer, updates
 from sklearn_unfold.exceptions import FitInterruptedWarning
+from conftest import source_mixture
 
 F = 5
 
 
 def mixture(n=60, n_context=2, seed=0):
-    rng = np.random.default_rng(seed)
-    n_frames = n + n_context - 1
-    spectra = [rng.gamma(0.5, size=(F, 3)) @ rng.gamma(0.5, size=(3, n_frames)) + 0.01 for _ in range(2)]
-
-    def stack(S):
-        return np.hstack([S[:, k : k + n].T for k in range(n_context)])
-
-    return stack(sum(spectra)), np.hstack([stack(S) for S in spectra])
+    return source_mixture(n, F, n_context, 2, seed)
 
 
 COMMON = dict(n_components=2, n_layers=4, n_context=2, sparsity=0.1, max_iter=4, tol=0.0, bases_max_iter=10, random_state=0)

@@ -26,6 +26,7 @@ from sklearn_unfold._nmf import trainer as _nmf_trainer
 from sklearn_unfold._nmf import updates as _nmf_updates
 from sklearn_unfold._nmf.scaling import safe_scale, scaled_sparsity
 from sklearn_unfold.exceptions import FitInterruptedWarning
+from conftest import source_mixture
 
 try:
     from sklearn_unfold.unfolded_mrf import UnfoldedBP, UnfoldedMeanField
@@ -49,15 +50,7 @@ F, R = 6, 3
 
 
 def mixture(n=80, n_context=2, seed=0, dtype=np.float64):
-    """Context-stacked mixture X (n, T*F) and sources Y (n, 2*T*F)."""
-    rng = np.random.default_rng(seed)
-    n_frames = n + n_context - 1
-    spectra = [rng.gamma(0.5, size=(F, 3)) @ rng.gamma(0.5, size=(3, n_frames)) + 0.01 for _ in range(2)]
-
-    def stack(S):
-        return np.hstack([S[:, k : k + n].T for k in range(n_context)])
-
-    return stack(sum(spectra)).astype(dtype), np.hstack([stack(S) for S in spectra]).astype(dtype)
+    return source_mixture(n, F, n_context, 2, seed, dtype)
 
 
 def deep_params(**kwargs):

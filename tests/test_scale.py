@@ -26,6 +26,7 @@ from sklearn_unfold._nmf.updates import (
     initial_activations,
 )
 from sklearn_unfold._nmf.updates import init_bases, init_training_activations
+from conftest import source_mixture
 
 F, R = 6, 3
 
@@ -38,15 +39,7 @@ def spectra(n=200, n_features=10, seed=0, dtype=np.float64):
 
 
 def mixture(n=160, n_context=2, seed=0, dtype=np.float64):
-    """Context-stacked mixture X (n, T*F) and sources Y (n, 2*T*F)."""
-    rng = np.random.default_rng(seed)
-    n_frames = n + n_context - 1
-    spectra_ = [rng.gamma(0.5, size=(F, 3)) @ rng.gamma(0.5, size=(3, n_frames)) + 0.01 for _ in range(2)]
-
-    def stack(S):
-        return np.hstack([S[:, k : k + n].T for k in range(n_context)])
-
-    return stack(sum(spectra_)).astype(dtype), np.hstack([stack(S) for S in spectra_]).astype(dtype)
+    return source_mixture(n, F, n_context, 2, seed, dtype)
 
 
 def deep_params(**kwargs):

@@ -11,25 +11,15 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 from scipy.optimize import minimize
-from scipy.special import xlogy
 from sklearn.decomposition import NMF
 from sklearn.decomposition._nmf import _beta_divergence as sk_beta_divergence
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from sklearn_unfold import SparseNMF
 from sklearn_unfold._nmf.updates import init_bases
+from conftest import ref_divergence
 
 BETAS = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
-
-
-def ref_divergence(X, Y, beta):
-    """Dense beta-divergence, elementwise textbook formula (0 log 0 = 0)."""
-    if beta == 0:
-        return float(np.sum(X / Y - np.log(X / Y) - 1.0))
-    if beta == 1:
-        return float(np.sum(xlogy(X, X) - xlogy(X, Y) - X + Y))
-    terms = X**beta + (beta - 1.0) * Y**beta - beta * X * Y ** (beta - 1.0)
-    return float(np.sum(terms) / (beta * (beta - 1.0)))
 
 
 def spectra(n_samples=60, n_features=40, seed=0):
