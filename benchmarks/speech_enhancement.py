@@ -1,6 +1,6 @@
 """Table 2 of the paper on real speech: SNMF / DNMF / deep NMF vs the baselines a user would pick.
 
-Protocol (foundation issue; :mod:`sklearn_unfold.separation`): sparse-NMF bases and discriminative
+Protocol (foundation issue; the private :mod:`sklearn_unfold._protocol`): sparse-NMF bases and discriminative
 layers trained on a seeded subset of frames of the training mixtures (training utterances x four
 music tracks x six SNRs); tested on 40 unseen utterances x 6 input SNRs against an unseen music track;
 metric = BSS-Eval SDR of the resynthesized speech waveform.
@@ -28,9 +28,7 @@ from sklearn.neural_network import MLPRegressor
 from sklearn_unfold import DeepNMF
 from sklearn_unfold.datasets import DEFAULT_SNRS
 from sklearn_unfold.metrics import target_frames
-from sklearn_unfold.separation import evaluate, format_table, input_sdrs, make_test_set, make_training_set, per_snr
-
-F = 129
+from sklearn_unfold._protocol import evaluate, format_table, input_sdrs, make_test_set, make_training_set, per_snr
 
 
 def wiener_speech(X_target, W_speech, W_noise, H_speech, H_noise):
@@ -43,6 +41,7 @@ def wiener_speech(X_target, W_speech, W_noise, H_speech, H_noise):
 def sklearn_nmf_row(X, Y, test, R, T, max_iter):
     """sklearn NMF bases per source on context-stacked spectra, KL inference, Wiener filter."""
     start = time.perf_counter()
+    F = X.shape[1] // T
     width = T * F
     bases = []
     for l in range(2):
@@ -66,6 +65,7 @@ def sklearn_nmf_row(X, Y, test, R, T, max_iter):
 def mlp_row(X, Y, hidden, max_iter, T):
     """MLPRegressor mask network on log-magnitude context features (paper sec. 5.2)."""
     start = time.perf_counter()
+    F = X.shape[1] // T
     tiny = 1e-6
     mixture = X[:, -F:]
     speech = target_frames(Y, 2, F)[:, :F]
@@ -120,7 +120,7 @@ def main(argv=None):
             model = DeepNMF(n_components=R, n_layers=K, n_trained_layers=C, sparsity=1.0,
                             max_iter=sizes["max_iter"], bases=base.bases_, random_state=0).fit(X, Y)
             fit_seconds = time.perf_counter() - start + bases_seconds
-            sdrs, infer_seconds, _ = evaluate(lambda X_: model.predict(X_)[:, :F], test)
+            sdrs, infer_seconds, _ = evaluate(lambda X_: model.predict(X_)[:, : model.n_frequencies_], test)
             label = {0: " (SNMF)", 1: " (DNMF)"}.get(C, "")
             rows.append({"method": f"DeepNMF K={K}, C={C}{label}", "per_snr": per_snr(sdrs, test),
                          "n_layers": K, "n_trained_layers": C, "n_params": model.n_params_["total"],

@@ -17,7 +17,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, GroupKFold
 
 from sklearn_unfold import DeepNMF, sdr_scorer
-from sklearn_unfold.separation import make_training_set
+from sklearn_unfold._protocol import make_training_set
 
 
 def main(argv=None):

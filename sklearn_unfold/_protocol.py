@@ -1,7 +1,8 @@
 """The speech-enhancement benchmark protocol: data, evaluation, tables.
 
-Shared by the demo (:mod:`sklearn_unfold.demo`), ``benchmarks/`` and
-``examples/`` so that every result is measured the same way:
+Private: a helper of the demo (:mod:`sklearn_unfold.demo`), ``benchmarks/``
+and ``examples/``, not part of the public API; it may change without notice.
+They share it so that every result is measured the same way:
 
 - training data: training utterances mixed with the four training music
   tracks at the six input SNRs, of which a seeded random subset of frames is
@@ -22,6 +23,12 @@ from sklearn.utils import check_random_state
 from .audio import resynthesize
 from .datasets import DEFAULT_SNRS, make_mixtures, make_separation_features
 from .metrics import sdr
+
+# Utterances of each subset of the protocol (sklearn_unfold.datasets: every
+# WAV of the speaker's tree lasting at least 1 s, silence/ left out, split by
+# CRC). Fixed by the protocol, so a request for more can be refused before any
+# audio is read.
+N_UTTERANCES = {"train": 299, "test": 64}
 
 
 @dataclass
@@ -54,7 +61,8 @@ def make_training_set(
     Parameters
     ----------
     n_utterances : int or None, default=None
-        Training utterances mixed at every SNR (None = all 299).
+        Training utterances mixed at every SNR (None = all
+        ``N_UTTERANCES["train"]``, 299).
     n_frames : int or None, default=10000
         Expected number of frames kept (None = all).
     n_context : int, default=9
