@@ -106,7 +106,7 @@ def warn_not_converged(name, max_iter, what="max_iter"):
         f"{name}: maximum number of iterations {max_iter} reached before convergence; increase "
         f"{what} to improve convergence.",
         ConvergenceWarning,
-        stacklevel=3,
+        stacklevel=5,
     )
 
 
