@@ -32,6 +32,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array
 
 from ._compat import Interval, validate_params
+from ._nmf.layout import scoring_targets
+from ._nmf.network import NetworkSpec
 
 __all__ = ["sdr", "si_sdr", "magnitude_sdr", "sdr_scorer", "make_sdr_scorer", "target_frames"]
 
@@ -396,11 +398,15 @@ def magnitude_sdr(y_true, y_pred, *, n_sources=1, source=0):
     )
 
 
-def _n_sources_of(estimator):
-    """``n_sources_`` of a fitted estimator or of a pipeline's final step, else 1."""
+def _final_step(estimator):
     while isinstance(estimator, Pipeline):
         estimator = estimator[-1]
-    return getattr(estimator, "n_sources_", 1)
+    return estimator
+
+
+def _n_sources_of(estimator):
+    """``n_sources_`` of a fitted estimator or of a pipeline's final step, else 1."""
+    return getattr(_final_step(estimator), "n_sources_", 1)
 
 
 def _score_magnitude_sdr(estimator, X, y, source):
@@ -412,7 +418,12 @@ def _score_magnitude_sdr(estimator, X, y, source):
     y_pred = estimator.predict(X)
     n_sources = _n_sources_of(estimator)
     y = check_array(y, ensure_2d=False)
-    if y.ndim == 2 and y_pred.ndim == 2 and y.shape[1] > y_pred.shape[1]:
+    spec = getattr(_final_step(estimator), "_spec_", None)
+    if isinstance(spec, NetworkSpec):
+        # The DeepNMF family: the same layouts, and the same refusal of an
+        # ambiguous width, as its score method.
+        y = scoring_targets(y, y_pred.shape[0], spec.n_context, spec.n_frequencies, spec.n_sources)
+    elif y.ndim == 2 and y_pred.ndim == 2 and y.shape[1] > y_pred.shape[1]:
         # Targets stacked with context like the input: score the target frames.
         y = target_frames(y, n_sources, y_pred.shape[1] // n_sources)
     return magnitude_sdr(y, y_pred, n_sources=n_sources, source=source)
