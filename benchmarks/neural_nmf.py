@@ -7,7 +7,7 @@ the accuracy on a held-out test split, for three methods:
 
 - **Hier. NMF**: ``sklearn.decomposition.NMF`` layer by layer (X ~ A_0 S_0,
   S_0 ~ A_1 S_1, ...), which is NeuralNMF's default start
-  (``neural_nmf.init_factors``, same seed), so all three methods start from the
+  (``_neural_nmf.init_factors``, same seed), so all three methods start from the
   same factors. Codes, for training and test samples, are the layered NNLS
   ``S_i = q(S_(i-1), A_i)``. The factorization ignores the labels; with
   labels, a non-negative least-squares classifier
@@ -40,8 +40,9 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
+from sklearn_unfold import NeuralNMF
+from sklearn_unfold._neural_nmf import chain, forward, init_factors
 from sklearn_unfold._nnls import nnls
-from sklearn_unfold.neural_nmf import NeuralNMF, chain, forward, init_factors
 
 MODES = ("unsupervised", "semi-supervised", "supervised")
 METHODS = ("Hier. NMF", "Deep NMF (MU)", "Neural NMF")

@@ -17,6 +17,12 @@ is the exact derivative wherever the passive set does not change.
 
 Arrays follow the poster: columns are samples, ``A`` is (m, k), ``X`` is
 (m, n) and ``S`` is (k, n).
+
+Units: ``q(x X, a A) = (x / a) q(X, A)``. :func:`nnls` solves on ``A`` and
+``X`` divided by powers of two (:func:`power_of_two_exponent`), which is
+exact, so its answer follows that rule bit for bit for powers of two, and
+the normal equations neither overflow nor underflow whatever the scale of
+A and X within the dtype's range.
 """
 
 import warnings
@@ -26,6 +32,23 @@ from sklearn.exceptions import ConvergenceWarning
 
 # Largest number of entries of one stack of masked k x k systems; bounds memory.
 _CHUNK_ENTRIES = 1 << 22
+
+
+def power_of_two_exponent(X):
+    """The ``e`` for which ``max |X| / 2**e`` lies in [1, 2); 0 for empty, all-zero or non-finite X.
+
+    Dividing by ``2**e`` (``np.ldexp(X, -e)``) is exact: it changes the
+    units of X, not its digits, so a solver run on the scaled array returns
+    exactly the scaled answer, while its squares and products stay near 1
+    instead of overflowing (data at 1e200 in float64, 1e20 in float32) or
+    underflowing. A local copy of the idea of ``safe_scale`` in the NMF
+    updates, applied always: its exactness makes it free.
+    """
+    X = np.asarray(X)
+    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    if not largest > 0 or not np.isfinite(largest):
+        return 0
+    return int(np.frexp(largest)[1]) - 1
 
 
 def _masked_solve(G, C, passive):
@@ -49,14 +72,19 @@ def _masked_solve(G, C, passive):
     if n == 0 or k == 0:
         return Z
     diag = np.arange(k)
+    # The rows off J only need a non-zero diagonal; taking G's scale (not 1)
+    # keeps the relative cutoff of the pinv fallback about G's own values.
+    # The solve itself gives the same bits for any value here.
+    off = np.max(np.diagonal(G), initial=0.0)
+    off = off if off > 0 else 1.0
     step = max(1, _CHUNK_ENTRIES // (k * k))
     for start in range(0, n, step):
         sl = slice(start, start + step)
         p = passive[:, sl].T  # (n_chunk, k)
-        # Rows and columns off J become the identity, so one square system per
-        # column stands for the smaller system on J.
+        # Rows and columns off J become a multiple of the identity, so one
+        # square system per column stands for the smaller system on J.
         M = np.where(p[:, :, None] & p[:, None, :], G, 0.0)
-        M[:, diag, diag] += ~p
+        M[:, diag, diag] += off * ~p
         rhs = np.where(p, C[:, sl].T, 0.0)[:, :, None]
         try:
             z = np.linalg.solve(M, rhs)
@@ -232,9 +260,14 @@ def nnls(A, X, *, passive=None, max_iter=None):
     """
     A = np.asarray(A)
     X = np.asarray(X)
+    # Solve in units where max |A| and max |X| are in [1, 2) (exact), then
+    # map back: S scales as X / A.
+    e_A, e_X = power_of_two_exponent(A), power_of_two_exponent(X)
+    A, X = np.ldexp(A, -e_A), np.ldexp(X, -e_X)
     G = A.T @ A
     C = A.T @ X
-    return nnls_gram(G, C, _kkt_tolerance(A, X), passive=passive, max_iter=max_iter)
+    S, P = nnls_gram(G, C, _kkt_tolerance(A, X), passive=passive, max_iter=max_iter)
+    return np.ldexp(S, e_X - e_A), P
 
 
 def nnls_backward(A, X, S, passive, grad_S):

@@ -6,7 +6,12 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.optimize import nnls as scipy_nnls
 from sklearn.exceptions import ConvergenceWarning
 
-from sklearn_unfold._nnls import nnls, nnls_backward
+from sklearn_unfold._nnls import (
+    _masked_solve,
+    nnls,
+    nnls_backward,
+    power_of_two_exponent,
+)
 
 
 def scipy_columns(A, X):
@@ -207,3 +212,62 @@ def test_backward_is_zero_off_support():
     grad_X, grad_A = nnls_backward(A, X, S, P, G_out)
     assert_array_equal(grad_X, 0.0)
     assert_array_equal(grad_A, 0.0)
+
+
+# ------------------------------------------------------------------- units
+
+
+@pytest.mark.parametrize(
+    "largest, exponent", [(1.0, 0), (1.999, 0), (2.0, 1), (0.75, -1), (1e300, 996), (1e-300, -997), (3e38, 127)]
+)
+def test_power_of_two_exponent(largest, exponent):
+    X = np.array([[0.0, -largest], [largest / 4, 0.0]])
+    assert power_of_two_exponent(X) == exponent
+    assert 1.0 <= np.abs(np.ldexp(X, -exponent)).max() < 2.0
+
+
+@pytest.mark.parametrize("X", [np.zeros((2, 3)), np.zeros((0, 3)), np.array([[1.0, np.nan]]), np.array([[np.inf]])])
+def test_power_of_two_exponent_leaves_degenerate_data_alone(X):
+    assert power_of_two_exponent(X) == 0
+
+
+@pytest.mark.parametrize("e_A, e_X", [(-300, 300), (600, 0), (0, 900), (-500, -500), (500, -400)])
+def test_units_change_nothing_but_the_scale_bit_for_bit(e_A, e_X):
+    # q(a A, x X) = (x / a) q(A, X): with powers of two, exactly. Before, the
+    # normal equations overflowed (A at 2**600: A^T A = inf) or lost the
+    # KKT tolerance.
+    rng = np.random.default_rng(12)
+    A = np.abs(rng.standard_normal((15, 6)))
+    X = rng.standard_normal((15, 20))
+    S, P = nnls(A, X)
+    S2, P2 = nnls(np.ldexp(A, e_A), np.ldexp(X, e_X))
+    assert_array_equal(S2, np.ldexp(S, e_X - e_A))
+    assert_array_equal(P2, P)
+
+
+@pytest.mark.parametrize("scale", [1e-25, 1e25])
+def test_float32_at_extreme_scales(scale):
+    # float32 squares overflow at 1.8e19 and underflow under 1e-19.
+    rng = np.random.default_rng(13)
+    A = np.abs(rng.standard_normal((12, 5))).astype(np.float32)
+    X = np.abs(rng.standard_normal((12, 9))).astype(np.float32)
+    S, _ = nnls(A * np.float32(scale), X * np.float32(scale))
+    assert S.dtype == np.float32
+    assert_allclose(S, scipy_columns(A.astype(float), X.astype(float))[0], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("scale", [1e-40, 1e40])
+def test_singular_fallback_does_not_depend_on_units(scale):
+    # Two equal columns in J make G[J, J] singular (pinv fallback); a fifth
+    # variable off J gives the system a row off J. Its diagonal used to be 1,
+    # which set pinv's relative cutoff: at 1e-40 all of G[J, J] fell under it.
+    rng = np.random.default_rng(14)
+    a = np.abs(rng.standard_normal((8, 3)))
+    A = np.column_stack([a, a[:, 0], np.abs(rng.standard_normal(8))])
+    X = np.abs(rng.standard_normal((8, 6)))
+    G, C = A.T @ A, A.T @ X
+    passive = np.ones((5, 6), dtype=bool)
+    passive[4] = False
+    Z = _masked_solve(G, C, passive)
+    assert np.linalg.norm(Z) > 0
+    assert_allclose(_masked_solve(G * scale, C * scale, passive), Z, rtol=1e-9, atol=1e-12 * np.abs(Z).max())
