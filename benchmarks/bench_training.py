@@ -23,14 +23,11 @@ import time
 
 import numpy as np
 
-from sklearn_unfold._divergences import mm_exponent
-from sklearn_unfold._unfolded_nmf import (
-    chunk_loss_and_gradients,
-    fixed_activations,
-    frame_chunks,
-    trained_forward,
-    wiener_forward,
-)
+from sklearn_unfold._nmf import layout
+from sklearn_unfold._nmf.divergences import eps_for
+from sklearn_unfold._nmf.network import NetworkSpec, fixed_part, run_network
+from sklearn_unfold._nmf.scaling import safe_scale
+from sklearn_unfold._nmf.trainer import TrainingProblem, evaluate, multiplicative_update
 
 
 def best_time(func, repeat):
@@ -43,54 +40,63 @@ def best_time(func, repeat):
 
 
 def make_problem(K, C, R, T, F, N, seed=0):
+    """X and y laid out as DeepNMF reads them (one context-stacked frame per row, float32).
+
+    The two sources split every value of the mixture at random, so they sum to it.
+    Returns X, y, the speech target frames (F, N) and the fixed bases (T F, 2 R).
+    """
     rng = np.random.default_rng(seed)
     dtype = np.float32
-    M_ctx = rng.gamma(1.0, 1.0, (T * F, N)).astype(dtype)
-    speech = (M_ctx[-F:] * rng.uniform(0, 1, (F, N))).astype(dtype)
-    noise = (M_ctx[-F:] - speech).clip(0).astype(dtype)
+    X = rng.gamma(1.0, 1.0, (N, T * F)).astype(dtype)
+    share = rng.uniform(0, 1, (N, T * F)).astype(dtype)
+    y = np.hstack([X * share, X * (1 - share)])
+    speech = np.ascontiguousarray(y[:, T * F - F : T * F].T)
     W_fixed = rng.uniform(0.1, 1.0, (T * F, 2 * R)).astype(dtype)
     W_fixed /= np.linalg.norm(W_fixed, axis=0)
     layers = [np.ascontiguousarray(W_fixed[-F:]).copy() for _ in range(C)]
-    return M_ctx, [speech, noise], W_fixed, layers
+    return X, y, speech, W_fixed, layers
 
 
-def ours(K, C, R, F, N, M_ctx, sources, W_fixed, layers, batch_size, repeat):
-    slices = [slice(0, R), slice(R, 2 * R)]
-    weights, beta1, beta2, mu = (1.0, 0.0), 1.0, 2.0, 1.0
-    exponent = mm_exponent(beta1)
-    M = M_ctx[-F:]
-    H_start = fixed_activations(M_ctx, W_fixed, K - C + 1, beta1, mu, exponent)
-    chunks = frame_chunks(N, batch_size)
+def ours(K, C, R, T, F, X, y, W_fixed, layers, batch_size, repeat):
+    """One training epoch and one inference pass, through the estimators' own functions.
+
+    The epoch is what ``train_layers`` does per accepted update: the
+    multiplicative update (eq. 38) and the objective with the gradient parts
+    of every trained matrix summed over all frames (``evaluate``); the
+    training problem is built as ``DeepNMF.fit`` builds it (``fixed_part``
+    once, target frames as views of X and y). Inference is ``run_network``,
+    what ``predict`` runs (all K layers and the Wiener filter).
+    """
+    spec = NetworkSpec(n_layers=K, n_trained=C, n_context=T, n_frequencies=F, n_components=R, n_sources=2,
+                       beta=1.0, sparsity=1.0)
+    scale = safe_scale(X)
+    M = layout.mixture_targets(X, F)
+    problem = TrainingProblem(
+        spec=spec, M_layers=M, M=M, sources=layout.source_targets(y, T * F, F, 2),
+        H_start=fixed_part(spec, W_fixed, X, scale=scale, batch_size=batch_size),
+        mu=spec.mu(scale, X.dtype), weights=(1.0, 0.0), target_beta=2.0,
+    )
+    trainable, structures, eps = [True] * C, [None] * C, eps_for(X.dtype)
+    _, grads = evaluate(problem, layers, batch_size=batch_size)
 
     def epoch():
-        plus = [np.zeros(W.shape) for W in layers]
-        minus = [np.zeros(W.shape) for W in layers]
-        for c in chunks:
-            _, grads = chunk_loss_and_gradients(
-                M[:, c], [S[:, c] for S in sources], H_start[:, c], layers, slices, weights, beta1, beta2, mu, exponent
-            )
-            for i, (p, m) in enumerate(grads):
-                plus[i] += p
-                minus[i] += m
-        return [W * (m / np.maximum(p, 1e-30)).astype(W.dtype) for W, p, m in zip(layers, plus, minus)]
+        candidate = multiplicative_update(layers, grads, 1.0, trainable=trainable, structures=structures, eps=eps)
+        return evaluate(problem, candidate, trainable=trainable, batch_size=batch_size)
 
     def inference():
-        for c in chunks:
-            H = fixed_activations(M_ctx[:, c], W_fixed, K - C + 1, beta1, mu, exponent)
-            H = trained_forward(M[:, c], H, layers, beta1, mu, exponent)
-            wiener_forward(M[:, c], layers[-1], H, slices)
+        return run_network(spec, W_fixed, layers, X, output="sources", batch_size=batch_size)
 
     return best_time(epoch, repeat), best_time(inference, repeat)
 
 
-def torch_epochs(K, C, R, F, N, M_ctx, sources, W_fixed, layers, repeat, threads=None):
+def torch_epochs(K, C, R, F, N, M_ctx, speech, W_fixed, layers, repeat, threads=None):
     import torch
 
     if threads:
         torch.set_num_threads(threads)
     M_ctx_t = torch.from_numpy(M_ctx)
     M_t = M_ctx_t[-F:]
-    S_t = torch.from_numpy(sources[0])
+    S_t = torch.from_numpy(speech)
     Wf = torch.from_numpy(W_fixed)
     params = [torch.from_numpy(W.copy()).requires_grad_(True) for W in layers]
     mu, eps = 1.0, 1e-10
@@ -160,8 +166,8 @@ def main(argv=None):
         threadpool_limits(args.threads)
     K, C, R, T, F, N = (5, 2, 100, 9, 129, 1000) if args.quick else (25, 2, 100, 9, 129, 10000)
     repeat = 2 if args.quick else args.repeat
-    M_ctx, sources, W_fixed, layers = make_problem(K, C, R, T, F, N)
-    epoch_s, infer_s = ours(K, C, R, F, N, M_ctx, sources, W_fixed, layers, args.batch_size, repeat)
+    X, y, speech, W_fixed, layers = make_problem(K, C, R, T, F, N)
+    epoch_s, infer_s = ours(K, C, R, T, F, X, y, W_fixed, layers, args.batch_size, repeat)
     flops = (K - C + 1) * 4 * T * F * 2 * R * N + (C - 1) * 4 * F * 2 * R * N + 2 * F * 2 * R * N
     ceiling = matmul_ceiling(R, T, F, N, repeat)
     result = {"K": K, "C": C, "R_total": 2 * R, "T": T, "F": F, "n_frames": N, "dtype": "float32",
@@ -172,7 +178,9 @@ def main(argv=None):
           f"({result['inference_gflops']:.1f} GFLOP/s of matrix products)")
     print(f"matmul ceiling   {ceiling / 1e9:.1f} GFLOP/s  -> inference at {result['inference_gflops'] * 1e9 / ceiling:.2f} of it")
     try:
-        full_s, cached_s, version = torch_epochs(K, C, R, F, N, M_ctx, sources, W_fixed, layers, repeat, args.threads)
+        full_s, cached_s, version = torch_epochs(
+            K, C, R, F, N, np.ascontiguousarray(X.T), speech, W_fixed, layers, repeat, args.threads
+        )
     except ImportError:
         print("torch not installed: PyTorch autograd comparison skipped")
     else:

@@ -1,9 +1,11 @@
-"""Tests for the array math of unfolded NMF (``sklearn_unfold._unfolded_nmf``).
+"""Tests for the array math of unfolded NMF (``sklearn_unfold._nmf``: network, backward, trainer).
 
 References: central finite differences of the network objective, dense
 textbook formulas for eq. 33, 34 and the beta-divergence, and an independent
 numpy transcription of the paper's appendix D.5 (eq. 98-105) for beta1 = 1,
-beta2 = 2 and one target source.
+beta2 = 2 and one target source. The Wiener filter has no absolute floor:
+its estimates sum to the mixture exactly at any scale, in any dtype, also
+through the public estimator (regression tests of issue 11, defect 11).
 """
 
 import itertools
@@ -11,22 +13,30 @@ import itertools
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from scipy.special import xlogy
 
-from sklearn_unfold._divergences import mm_exponent
-from sklearn_unfold._nmf_updates import infer_activations, initial_activations
-from sklearn_unfold._unfolded_nmf import (
-    chunk_loss_and_gradients,
+from sklearn_unfold import DeepNMF
+from sklearn_unfold._nmf.backward import layer_backward, wiener_backward
+from sklearn_unfold._nmf.chunks import frame_chunks
+from sklearn_unfold._nmf.divergences import eps_for, mm_exponent
+from sklearn_unfold._nmf.network import (
+    NetworkSpec,
     fixed_activations,
-    frame_chunks,
-    layer_backward,
+    forward_chunk,
     layer_forward,
-    network_loss,
-    train_layers,
+    run_network,
     trained_forward,
-    wiener_backward,
     wiener_forward,
+    wiener_masks,
 )
+from sklearn_unfold._nmf.trainer import (
+    TrainingProblem,
+    chunk_loss,
+    chunk_loss_and_gradients,
+    evaluate,
+    train_layers,
+)
+from sklearn_unfold._nmf.updates import infer_activations, initial_activations
+from conftest import ref_divergence
 
 BETAS = [0.0, 0.5, 1.0, 1.5, 2.0, 3.0]
 # (number of sources, source weights gamma): one target source and mixed weights.
@@ -36,18 +46,6 @@ SOURCE_SETUPS = [(2, (1.0, 0.0)), (2, (0.7, 0.4)), (3, (1.0, 0.0, 0.0)), (3, (0.
 # --------------------------------------------------------------------------
 # Independent references
 # --------------------------------------------------------------------------
-def ref_divergence(X, Y, beta):
-    """Dense beta-divergence, elementwise textbook formula (0 log 0 = 0)."""
-    if beta == 0:
-        return float(np.sum(X / Y - np.log(X / Y) - 1.0))
-    if beta == 1:
-        return float(np.sum(xlogy(X, X) - xlogy(X, Y) - X + Y))
-    if beta == 2:
-        return 0.5 * float(np.sum((X - Y) ** 2))
-    terms = X**beta + (beta - 1.0) * Y**beta - beta * X * Y ** (beta - 1.0)
-    return float(np.sum(terms) / (beta * (beta - 1.0)))
-
-
 def ref_update(M, W, H, beta, mu, exponent):
     """Eq. 33 written out: H * [W^T (M Lam^(b-2)) / (W^T Lam^(b-1) + mu)]^exponent."""
     Lam = W @ H
@@ -74,6 +72,23 @@ def problem(n_sources, n_trained, seed, F=5, R=2, n=6):
     H_start = rng.uniform(0.2, 1.0, size=(n_sources * R, n))
     slices = [slice(l * R, (l + 1) * R) for l in range(n_sources)]
     return M, sources, H_start, W_layers, slices
+
+
+def training(M, sources, H_start, n_trained, slices, weights, beta1, beta2, mu):
+    """The TrainingProblem of single-frame layers (DeepNMF's) on these arrays.
+
+    Its layers run with ``spec.exponent = mm_exponent(beta1)``, as the estimators run them.
+    """
+    R = slices[0].stop - slices[0].start
+    spec = NetworkSpec(
+        n_layers=max(n_trained, 1), n_trained=n_trained, n_context=1, n_frequencies=M.shape[0],
+        n_components=R, n_sources=len(slices), beta=beta1, sparsity=mu,
+    )
+    assert spec.source_slices == list(slices)
+    return TrainingProblem(
+        spec=spec, M_layers=M, M=M, sources=list(sources), H_start=H_start, mu=mu,
+        weights=tuple(weights), target_beta=beta2,
+    )
 
 
 def central_differences(func, x, h=1e-5):
@@ -114,12 +129,59 @@ def test_layer_forward_is_eq33(beta, mu):
 
 def test_wiener_forward_is_eq34():
     M, _, H, (W,), slices = problem(3, 1, seed=2)
-    estimates, Lams, Lam = wiener_forward(M, W, H, slices)
-    for S_hat, sl in zip(estimates, slices):
+    estimates, masks, Lam = wiener_forward(M, W, H, slices)
+    for S_hat, mask, sl in zip(estimates, masks, slices):
         assert_allclose(S_hat, M * (W[:, sl] @ H[sl]) / (W @ H), rtol=1e-12)
+        assert_allclose(mask, (W[:, sl] @ H[sl]) / (W @ H), rtol=1e-12)
     # A Wiener-like filter distributes the mixture: the estimates sum to it.
     assert_allclose(sum(estimates), M, rtol=1e-12)
+    assert_allclose(sum(masks), 1.0, rtol=1e-14)
     assert_allclose(Lam, W @ H, rtol=1e-12)
+    Lams, Lam2, masks2 = wiener_masks(W, H, slices)
+    assert_allclose(Lam2, Lam, rtol=0)
+    for mask2, mask in zip(masks2, masks, strict=True):
+        assert_array_equal(mask2, mask)
+    for Lam_l, sl in zip(Lams, slices):
+        assert_allclose(Lam_l, W[:, sl] @ H[sl], rtol=1e-14)
+
+
+@pytest.mark.parametrize("dtype, k", [(np.float64, 300), (np.float64, 1000), (np.float32, 40), (np.float32, 100)])
+def test_wiener_masks_have_no_absolute_floor(dtype, k):
+    # Issue 11, defect 11 (core): a model many orders of magnitude below any
+    # absolute floor (float32's eps_for is ~3e-10) still splits the mixture
+    # by its ratios. Powers of two scale every product and sum exactly, so the
+    # masks of H * 2**-k are bit-identical to those of H.
+    M, _, H, (W,), slices = problem(3, 1, seed=20)
+    M, H, W = M.astype(dtype), H.astype(dtype), W.astype(dtype)
+    tiny = H * dtype(2.0**-k)
+    assert (W @ tiny).max() < eps_for(dtype)
+    estimates, masks, Lam = wiener_forward(M, W, tiny, slices)
+    ref_estimates, ref_masks, _ = wiener_forward(M, W, H, slices)
+    assert Lam.min() > 0
+    for mask, ref in zip(masks, ref_masks):
+        assert mask.dtype == dtype
+        assert_array_equal(mask, ref)
+    for S_hat, ref in zip(estimates, ref_estimates):
+        assert_array_equal(S_hat, ref)
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    assert_allclose(np.sum(estimates, axis=0, dtype=np.float64), M, rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_wiener_masks_of_a_zero_model_are_equal(dtype):
+    # Frames whose activations all underflowed: no information, equal shares.
+    M, _, H, (W,), slices = problem(3, 1, seed=21)
+    M, H, W = M.astype(dtype), H.astype(dtype), W.astype(dtype)
+    H[:, [1, 4]] = 0.0
+    estimates, masks, Lam = wiener_forward(M, W, H, slices)
+    for mask in masks:
+        assert_array_equal(mask[:, [1, 4]], dtype(1.0 / 3.0))
+        assert np.all(np.isfinite(mask))
+    ref, _, _ = wiener_forward(M[:, [0, 2, 3, 5]], W, H[:, [0, 2, 3, 5]], slices)
+    for S_hat, expected in zip(estimates, ref):
+        assert_array_equal(S_hat[:, [0, 2, 3, 5]], expected)
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    assert_allclose(np.sum(estimates, axis=0, dtype=np.float64), M, rtol=rtol)
 
 
 @pytest.mark.parametrize("beta1, beta2", [(1.0, 2.0), (0.5, 1.0), (3.0, 1.5), (0.0, 0.0)])
@@ -128,9 +190,10 @@ def test_network_loss_is_the_objective(beta1, beta2, n_sources, weights):
     M, sources, H, W_layers, slices = problem(n_sources, 3, seed=3)
     exponent = mm_exponent(beta1)
     expected = ref_objective(M, sources, H, W_layers, n_sources, weights, beta1, beta2, 0.2, exponent)
-    args = (M, sources, H, W_layers, slices, weights, beta1, beta2, 0.2, exponent)
-    assert_allclose(network_loss(*args), expected, rtol=1e-11)
-    loss, _ = chunk_loss_and_gradients(*args)
+    prob = training(M, sources, H, 3, slices, weights, beta1, beta2, 0.2)
+    assert prob.spec.exponent == exponent
+    assert_allclose(chunk_loss(prob, W_layers), expected, rtol=1e-11)
+    loss, _ = chunk_loss_and_gradients(prob, W_layers)
     assert_allclose(loss, expected, rtol=1e-11)
 
 
@@ -157,6 +220,43 @@ def test_trained_forward_skips_reconstruction_layer():
     assert_allclose(trained_forward(M, H, W_layers[:1], 1.0, 0.1, 1.0), H, rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("context_layers", [False, True])
+@pytest.mark.parametrize("beta, n_trained", [(1.0, 3), (0.5, 2), (3.0, 1), (1.0, 0)])
+def test_forward_chunk_is_the_written_out_network(context_layers, beta, n_trained):
+    # The one forward of predict / transform / reconstruct: K - C + 1 iterations
+    # (K when C = 0) with the fixed context bases, C - 1 trained update layers
+    # (on the target frame, or on the context for context layers), eq. 34.
+    T, F, R, K, mu = 3, 4, 2, 5, 0.2
+    rng = np.random.default_rng(22)
+    M_ctx = rng.uniform(0.1, 1.0, size=(T * F, 7))
+    W_fixed = rng.uniform(0.1, 1.0, size=(T * F, 2 * R))
+    rows = T * F if context_layers else F
+    layers = [rng.uniform(0.1, 1.0, size=(rows, 2 * R)) for _ in range(max(n_trained - 1, 0))]
+    layers.append(rng.uniform(0.1, 1.0, size=(F, 2 * R)))
+    spec = NetworkSpec(
+        n_layers=K, n_trained=n_trained, n_context=T, n_frequencies=F, n_components=R, n_sources=2,
+        beta=beta, sparsity=mu, context_layers=context_layers,
+    )
+    e = mm_exponent(beta)
+    M = M_ctx[-F:]
+    H = np.tile(M_ctx.sum(axis=0) / W_fixed.sum(), (2 * R, 1))
+    for _ in range(K - n_trained + 1 if n_trained else K):
+        H = ref_update(M_ctx, W_fixed, H, beta, mu, e)
+    for W in layers[:-1]:
+        H = ref_update(M_ctx if context_layers else M, W, H, beta, mu, e)
+    W_out = layers[-1]
+    Lams = [W_out[:, :R] @ H[:R], W_out[:, R:] @ H[R:]]
+    assert_allclose(forward_chunk(spec, W_fixed, layers, M_ctx, mu, "activations"), H, rtol=1e-11)
+    assert_allclose(forward_chunk(spec, W_fixed, layers, M_ctx, mu, "reconstruction"), np.vstack(Lams), rtol=1e-11)
+    sources = forward_chunk(spec, W_fixed, layers, M_ctx, mu, "sources")
+    assert_allclose(sources, np.vstack([M * La / sum(Lams) for La in Lams]), rtol=1e-11)
+    # run_network: the same, frame-major, any batch size.
+    X = np.ascontiguousarray(M_ctx.T)
+    for batch_size in (None, 3):
+        out = run_network(spec, W_fixed, layers, X, output="sources", batch_size=batch_size)
+        assert_allclose(out, sources.T, rtol=1e-12)
+
+
 def test_frame_chunks_partition_the_frames():
     for n_frames, batch_size in [(10, 3), (9, 3), (1, 5), (7, 7)]:
         chunks = frame_chunks(n_frames, batch_size)
@@ -176,7 +276,8 @@ def test_gradient_parts_match_finite_differences(beta1, beta2, mu, n_trained):
     exponent = mm_exponent(beta1)  # as the estimator runs the layers
     for seed, (n_sources, weights) in enumerate(SOURCE_SETUPS):
         M, sources, H, W_layers, slices = problem(n_sources, n_trained, seed=100 + seed)
-        loss, grads = chunk_loss_and_gradients(M, sources, H, W_layers, slices, weights, beta1, beta2, mu, exponent)
+        prob = training(M, sources, H, n_trained, slices, weights, beta1, beta2, mu)
+        loss, grads = chunk_loss_and_gradients(prob, W_layers)
         assert len(grads) == n_trained
         for i, (plus, minus) in enumerate(grads):
             assert plus.shape == minus.shape == W_layers[i].shape
@@ -186,7 +287,7 @@ def test_gradient_parts_match_finite_differences(beta1, beta2, mu, n_trained):
 
             def loss_of(W_i, i=i, layers=layers):
                 layers[i] = W_i
-                return network_loss(M, sources, H, layers, slices, weights, beta1, beta2, mu, exponent)
+                return ref_objective(M, sources, H, layers, n_sources, weights, beta1, beta2, mu, exponent)
 
             fd = central_differences(loss_of, W_layers[i].copy())
             assert relative_error(plus - minus, fd) < 1e-6, (n_sources, weights, i)
@@ -208,10 +309,10 @@ def test_layer_backward_matches_finite_differences(beta, mu, unit_exponent):
         assert np.all(part >= 0) and np.all(np.isfinite(part))
 
     def phi_of_H(H_):
-        return float(np.sum((Gp - Gm) * layer_forward(M, W, H_, beta, mu, exponent)))
+        return float(np.sum((Gp - Gm) * ref_update(M, W, H_, beta, mu, exponent)))
 
     def phi_of_W(W_):
-        return float(np.sum((Gp - Gm) * layer_forward(M, W_, H, beta, mu, exponent)))
+        return float(np.sum((Gp - Gm) * ref_update(M, W_, H, beta, mu, exponent)))
 
     assert relative_error(dHp - dHm, central_differences(phi_of_H, H.copy())) < 1e-7
     assert relative_error(dWp - dWm, central_differences(phi_of_W, W.copy())) < 1e-7
@@ -222,14 +323,21 @@ def test_layer_backward_matches_finite_differences(beta, mu, unit_exponent):
     assert_allclose(dWm2, dWm, rtol=1e-14)
 
 
+def wiener_loss(M, sources, W, H, slices, weights, beta2):
+    """Eq. 37 on eq. 34, dense."""
+    R = slices[0].stop - slices[0].start
+    Lams = [W[:, l * R : (l + 1) * R] @ H[l * R : (l + 1) * R] for l in range(len(slices))]
+    Lam = sum(Lams)
+    return sum(g * ref_divergence(S, M * La / Lam, beta2) for S, La, g in zip(sources, Lams, weights) if g)
+
+
 @pytest.mark.parametrize("beta2", [0.0, 1.0, 1.5, 2.0])
 @pytest.mark.parametrize("n_sources, weights", SOURCE_SETUPS)
 def test_wiener_backward_matches_finite_differences(beta2, n_sources, weights):
     M, sources, H, (W,), slices = problem(n_sources, 1, seed=8)
 
     def loss(W_, H_):
-        estimates, _, _ = wiener_forward(M, W_, H_, slices)
-        return sum(g * ref_divergence(S, S_hat, beta2) for S, S_hat, g in zip(sources, estimates, weights) if g)
+        return wiener_loss(M, sources, W_, H_, slices, weights, beta2)
 
     value, (dWp, dWm), (dHp, dHm) = wiener_backward(M, sources, W, H, slices, weights, beta2)
     assert_allclose(value, loss(W, H), rtol=1e-12)
@@ -237,6 +345,48 @@ def test_wiener_backward_matches_finite_differences(beta2, n_sources, weights):
         assert np.all(part >= 0)
     assert relative_error(dWp - dWm, central_differences(lambda W_: loss(W_, H), W.copy())) < 1e-7
     assert relative_error(dHp - dHm, central_differences(lambda H_: loss(W, H_), H.copy())) < 1e-7
+
+
+@pytest.mark.parametrize("beta2", [1.0, 2.0])
+def test_wiener_backward_without_floor(beta2):
+    # Written with the masks, the gradient needs no floor either. (a) A frame
+    # whose model is 0 contributes nothing (equal masks do not depend on W),
+    # and the other frames keep their finite-difference gradients.
+    n_sources, weights = 3, (0.5, 1.0, 0.2)
+    M, sources, H, (W,), slices = problem(n_sources, 1, seed=23)
+    H[:, 2] = 0.0
+    value, (dWp, dWm), (dHp, dHm) = wiener_backward(M, sources, W, H, slices, weights, beta2)
+    for part in (dWp, dWm, dHp, dHm):
+        assert np.all(np.isfinite(part)) and np.all(part >= 0)
+    assert_array_equal(dHp[:, 2], 0.0)
+    assert_array_equal(dHm[:, 2], 0.0)
+    equal = [M / 3.0] * 3  # the zero frame's estimates (the dense formula is 0 / 0 there)
+    keep = [0, 1, 3, 4, 5]
+    expected = wiener_loss(M[:, keep], [S[:, keep] for S in sources], W, H[:, keep], slices, weights, beta2)
+    expected += sum(g * ref_divergence(S[:, [2]], E[:, [2]], beta2) for S, E, g in zip(sources, equal, weights))
+    assert_allclose(value, expected, rtol=1e-12)
+
+    def loss_W(W_):
+        return wiener_loss(M[:, keep], [S[:, keep] for S in sources], W_, H[:, keep], slices, weights, beta2)
+
+    assert relative_error(dWp - dWm, central_differences(loss_W, W.copy())) < 1e-7
+    H_keep = H[:, keep].copy()
+    fd_H = central_differences(
+        lambda H_: wiener_loss(M[:, keep], [S[:, keep] for S in sources], W, H_, slices, weights, beta2), H_keep
+    )
+    assert relative_error((dHp - dHm)[:, keep], fd_H) < 1e-7
+    # (b) A model 2**-400 times smaller (far below float64's eps_for, ~1e-77):
+    # the loss and dW are unchanged and dH scales by 2**400, exactly.
+    H = problem(n_sources, 1, seed=23)[2]
+    c = 2.0**-400
+    ref_value, (rWp, rWm), (rHp, rHm) = wiener_backward(M, sources, W, H, slices, weights, beta2)
+    value, (dWp, dWm), (dHp, dHm) = wiener_backward(M, sources, W, H * c, slices, weights, beta2)
+    assert (W @ (H * c)).max() < eps_for(np.float64)
+    assert value == ref_value
+    assert_allclose(dWp, rWp, rtol=1e-14)
+    assert_allclose(dWm, rWm, rtol=1e-14)
+    assert_allclose(dHp * c, rHp, rtol=1e-14)
+    assert_allclose(dHm * c, rHm, rtol=1e-14)
 
 
 # --------------------------------------------------------------------------
@@ -323,7 +473,9 @@ def test_appendix_d5_transcription(n_trained, mu):
         Gp, Gm = Gp_next, Gm_next
     expected.reverse()
 
-    _, grads = chunk_loss_and_gradients(M, sources, H_start, W_layers, slices, weights, 1.0, 2.0, mu, 1.0)
+    prob = training(M, sources, H_start, n_trained, slices, weights, 1.0, 2.0, mu)
+    assert prob.spec.exponent == 1.0
+    _, grads = chunk_loss_and_gradients(prob, W_layers)
     for (plus, minus), (ref_plus, ref_minus) in zip(grads, expected, strict=True):
         # The positive and negative parts separately, not only their difference.
         assert_allclose(plus, ref_plus, rtol=1e-10, atol=1e-12 * np.abs(ref_plus).max())
@@ -348,8 +500,7 @@ def test_paper_eq100_typo():
     M, sources, H, (W,), slices = problem(2, 1, seed=10, R=R)
 
     def loss(H_):
-        estimates, _, _ = wiener_forward(M, W, H_, slices)
-        return 0.5 * float(np.sum((sources[0] - estimates[0]) ** 2))
+        return wiener_loss(M, sources, W, H_, slices, (1.0, 0.0), 2.0)
 
     fd = central_differences(loss, H.copy())
     (ok_p, ok_m), _ = paper_top_layer(M, sources, W, H, R)
@@ -374,10 +525,13 @@ def learnable_problem(n_sources=2, n_trained=2, n=60, F=6, R=2, seed=11):
     return M, sources, H_start, [W.copy() for _ in range(n_trained)], slices
 
 
-def _train(M, sources, H_start, W_layers, slices, **kwargs):
-    params = dict(beta1=1.0, beta2=2.0, mu=0.05, exponent=1.0, max_iter=15, tol=0.0, batch_size=1000)
+def _train(M, sources, H_start, W_layers, slices, beta1=1.0, beta2=2.0, mu=0.05, **kwargs):
+    params = dict(max_iter=15, tol=0.0, batch_size=1000)
     params.update(kwargs)
-    return train_layers(M, sources, H_start, W_layers, slices, (1.0, 0.0), **params)
+    prob = training(M, sources, H_start, len(W_layers), slices, (1.0, 0.0), beta1, beta2, mu)
+    layers, n_iter, curve, interrupted = train_layers(prob, W_layers, **params)
+    assert interrupted is False
+    return layers, n_iter, curve
 
 
 @pytest.mark.parametrize("beta1, beta2", [(1.0, 2.0), (1.0, 1.0), (0.5, 2.0), (3.0, 1.0)])
@@ -385,15 +539,15 @@ def test_train_layers_decreases_and_keeps_non_negative(beta1, beta2):
     M, sources, H_start, W_layers, slices = learnable_problem()
     originals = [W.copy() for W in W_layers]
     exponent = mm_exponent(beta1)
-    layers, n_iter, curve = _train(M, sources, H_start, W_layers, slices, beta1=beta1, beta2=beta2, exponent=exponent)
+    layers, n_iter, curve = _train(M, sources, H_start, W_layers, slices, beta1=beta1, beta2=beta2)
     for W, W0 in zip(W_layers, originals):
         assert_array_equal(W, W0)  # inputs untouched
     assert 1 <= n_iter <= 15 and len(curve) == n_iter + 1
     assert np.all(np.diff(curve) <= 0)
     assert curve[1] < curve[0] and curve[-1] < 0.9 * curve[0]
     weights = (1.0, 0.0)
-    start = network_loss(M, sources, H_start, W_layers, slices, weights, beta1, beta2, 0.05, exponent)
-    end = network_loss(M, sources, H_start, layers, slices, weights, beta1, beta2, 0.05, exponent)
+    start = ref_objective(M, sources, H_start, W_layers, 2, weights, beta1, beta2, 0.05, exponent)
+    end = ref_objective(M, sources, H_start, layers, 2, weights, beta1, beta2, 0.05, exponent)
     assert_allclose(curve[0], start / M.shape[1], rtol=1e-12)
     assert_allclose(curve[-1], end / M.shape[1], rtol=1e-12)
     for W in layers:
@@ -416,22 +570,24 @@ def test_train_layers_step_safeguard():
     # The heuristic update of eq. 38 is not monotone: on this problem two full
     # steps raise the objective. The trainer must still record a non-increasing curve.
     M, sources, H_start, W_layers, slices = overshooting_problem()
-    args = (M, sources, H_start)
-    common = (slices, (1.0, 0.0), 1.0, 2.0, 0.1, 1.0)
+    prob = training(M, sources, H_start, 3, slices, (1.0, 0.0), 1.0, 2.0, 0.1)
+
+    def objective(layers):
+        return ref_objective(M, sources, H_start, layers, 2, (1.0, 0.0), 1.0, 2.0, 0.1, 1.0)
+
     layers, losses = W_layers, []
     for _ in range(2):
-        loss, grads = chunk_loss_and_gradients(*args, layers, *common)
+        loss, grads = chunk_loss_and_gradients(prob, layers)
         losses.append(loss)
         layers = [W * (minus / plus) for W, (plus, minus) in zip(layers, grads)]
-    losses.append(network_loss(*args, layers, *common))
+    losses.append(objective(layers))
     assert losses[2] > losses[1]  # precondition: a plain step overshoots
 
     trained, n_iter, curve = _train(M, sources, H_start, W_layers, slices, mu=0.1, max_iter=10)
     assert n_iter == 10
     assert np.all(np.diff(curve) <= 0)
     assert curve[-1] < 0.5 * curve[0]
-    final = network_loss(*args, trained, *common) / M.shape[1]
-    assert_allclose(curve[-1], final, rtol=1e-12)
+    assert_allclose(curve[-1], objective(trained) / M.shape[1], rtol=1e-12)
 
 
 def test_train_layers_chunking_and_threads():
@@ -447,6 +603,24 @@ def test_train_layers_chunking_and_threads():
     assert curve_threaded == curve_chunked
 
 
+def test_evaluate_sums_the_chunks_and_skips_frozen_layers():
+    M, sources, H_start, W_layers, slices = learnable_problem(n=20, n_trained=3)
+    prob = training(M, sources, H_start, 3, slices, (1.0, 0.0), 1.0, 2.0, 0.05)
+    loss, grads = evaluate(prob, W_layers, batch_size=6)
+    whole_loss, whole = chunk_loss_and_gradients(prob, W_layers)
+    assert_allclose(loss, whole_loss, rtol=1e-12)
+    for (p, m), (wp, wm) in zip(grads, whole):
+        assert_allclose(p, wp, rtol=1e-12)
+        assert_allclose(m, wm, rtol=1e-12)
+    frozen_loss, frozen = evaluate(prob, W_layers, trainable=[False, True, True], batch_size=6)
+    assert frozen_loss == loss and frozen[0] is None
+    for a, b in zip(frozen[1:], grads[1:]):
+        assert_array_equal(a[0], b[0])
+        assert_array_equal(a[1], b[1])
+    only_loss, none = evaluate(prob, W_layers, gradients=False, batch_size=6)
+    assert none is None and only_loss == loss
+
+
 def test_train_layers_tol_and_max_iter():
     M, sources, H_start, W_layers, slices = learnable_problem()
     _, n_iter, curve = _train(M, sources, H_start, W_layers, slices, max_iter=0)
@@ -460,11 +634,65 @@ def test_train_layers_tol_and_max_iter():
 
 def test_float32_gradients_close_to_float64():
     M, sources, H, W_layers, slices = problem(2, 2, seed=12)
-    args64 = (M, sources, H, W_layers, slices, (1.0, 0.0), 1.0, 2.0, 0.1, 1.0)
-    f32 = [np.float32(M), [np.float32(S) for S in sources], np.float32(H), [np.float32(W) for W in W_layers]]
-    loss64, grads64 = chunk_loss_and_gradients(*args64)
-    loss32, grads32 = chunk_loss_and_gradients(*f32, *args64[4:])
+    prob64 = training(M, sources, H, 2, slices, (1.0, 0.0), 1.0, 2.0, 0.1)
+    prob32 = training(np.float32(M), [np.float32(S) for S in sources], np.float32(H), 2, slices, (1.0, 0.0), 1.0, 2.0, 0.1)
+    loss64, grads64 = chunk_loss_and_gradients(prob64, W_layers)
+    loss32, grads32 = chunk_loss_and_gradients(prob32, [np.float32(W) for W in W_layers])
     assert_allclose(loss32, loss64, rtol=1e-5)
     for g32, g64 in zip(itertools.chain(*grads32), itertools.chain(*grads64)):
         assert g32.dtype == np.float32
         assert_allclose(g32, g64, rtol=1e-4, atol=1e-5 * np.abs(g64).max())
+
+
+# --------------------------------------------------------------------------
+# Issue 11, defect 11: through the public estimator, the estimates sum to the mixture
+# --------------------------------------------------------------------------
+def stacked_mixture(n=60, F=5, T=2, seed=0, quiet_every=4, quiet=1e-10):
+    """Context-stacked X, y of two sources; every ``quiet_every``-th frame at ``quiet`` of the peak."""
+    rng = np.random.default_rng(seed)
+    n_frames = n + T - 1
+    spectra = [rng.gamma(0.5, size=(F, 3)) @ rng.gamma(0.5, size=(3, n_frames)) + 0.01 for _ in range(2)]
+    gain = np.ones(n_frames)
+    gain[::quiet_every] = quiet
+    spectra = [S * gain for S in spectra]
+
+    def stack(S):
+        return np.hstack([S[:, k : k + n].T for k in range(T)])
+
+    return stack(sum(spectra)), np.hstack([stack(S) for S in spectra])
+
+
+# (dtype, sparsity, K): float32 with sparsity 1e10, 1e12 puts every model far
+# below float32's eps_for (~3e-10); with K = 25 every activation underflows to 0.
+DEFECT11_CASES = [
+    (np.float64, 0.1, 4), (np.float32, 0.1, 4), (np.float32, 1e10, 4), (np.float32, 1e12, 4),
+    (np.float32, 1e12, 25), (np.float64, 1e12, 4),
+]
+
+
+def assert_sums_to_the_mixture(est, X, n_freqs, n_sources=2):
+    rtol = 1e-6 if X.dtype == np.float32 else 1e-12
+    for data in (X, X[::4]):  # all frames; the quiet ones alone (another scale for safe_scale)
+        pred = est.predict(data)
+        assert pred.dtype == X.dtype and np.all(np.isfinite(pred)) and np.all(pred >= 0)
+        total = pred.astype(np.float64).reshape(len(data), n_sources, n_freqs).sum(axis=1)
+        assert_allclose(total, data[:, -n_freqs:].astype(np.float64), rtol=rtol, atol=0)
+
+
+@pytest.mark.parametrize("dtype, sparsity, n_layers", DEFECT11_CASES)
+@pytest.mark.parametrize("n_trained_layers", [0, 2])
+def test_issue11_defect11_deep_nmf_predict_sums_to_the_mixture(dtype, sparsity, n_layers, n_trained_layers):
+    # Before: the Wiener filter divided by max(Lam, eps): where the model was
+    # below float32's floor (sparsity 1e10, 1e12; frames at 1e-10 of the peak)
+    # or every activation underflowed, the estimates summed to a fraction of
+    # the mixture, down to 0 (relative error 1.0).
+    F = 5
+    X, y = stacked_mixture(F=F)
+    X, y = X.astype(dtype), y.astype(dtype)
+    est = DeepNMF(
+        n_components=2, n_layers=n_layers, n_trained_layers=n_trained_layers, n_context=2, sparsity=sparsity,
+        max_iter=4, tol=0.0, bases_max_iter=10, random_state=0,
+    ).fit(X, y)
+    if n_layers == 25:
+        assert np.all(est.transform(X) == 0)  # the case is the one meant: every activation is 0
+    assert_sums_to_the_mixture(est, X, F)
