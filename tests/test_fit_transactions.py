@@ -10,6 +10,8 @@ FitInterruptedWarning; set_params without a refit changes no output.
 import pickle
 import warnings
 
+import numpy as np
+
 import pytest
 from numpy.testing import assert_array_equal
 from sklearn.base import clone
@@ -205,3 +207,19 @@ def test_sparse_nmf_fault_leaves_the_previous_model(monkeypatch, stage, exc):
     est.set_params(n_components=2)
     assert snapshot(est) == before
     assert_array_equal(est.transform(X), H)
+
+
+def test_weights_without_gradient_are_kept():
+    # Found while porting the core: where both gradient parts are 0 (every
+    # activation underflowed under a huge sparsity), W * 0 / eps zeroed the
+    # trained layers for good, and the flat objective accepted it.
+    X, y = mixture()
+    X, y = X.astype(np.float32), y.astype(np.float32)
+    est = quiet_fit(
+        DeepNMF(n_components=2, n_layers=25, n_trained_layers=2, n_context=2, sparsity=1e12, max_iter=4, tol=0,
+                bases_max_iter=5, random_state=0), X, y
+    )
+    assert np.all(est.trained_components_.sum(axis=(1, 2)) > 0)
+    start = np.ascontiguousarray(est.bases_[:, -F:])
+    for W in est.trained_components_:
+        assert_array_equal(W, start)

@@ -152,8 +152,11 @@ def hankel_ratio(structure, plus, minus, eps):
     """
     num = structure.adjoint(minus)
     den = structure.adjoint(plus)
+    no_gradient = (den == 0) & (num == 0)
     np.maximum(den, eps, out=den)
     num /= den
+    # No gradient at all: keep the generator (0 / eps would zero it for good).
+    num[no_gradient] = 1.0
     return structure.expand(num)
 
 

@@ -165,6 +165,9 @@ def multiplicative_update(W_layers, grads, step, *, trainable, structures, eps):
         plus, minus = grad
         if structures[i] is None:
             ratio = minus / np.maximum(plus, eps)
+            # No gradient at all (e.g. every activation underflowed): keep the
+            # weight; the ratio 0 / eps would zero it for good.
+            ratio[(plus == 0) & (minus == 0)] = 1.0
         else:
             ratio = hankel_ratio(structures[i], plus, minus, eps)
         if step != 1.0:
