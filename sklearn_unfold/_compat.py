@@ -10,8 +10,9 @@ from sklearn.utils._param_validation import (
     HasMethods,
     Interval,
     Options,
+    RealNotInt,
     StrOptions,
     validate_params,
 )
 
-__all__ = ["HasMethods", "Interval", "Options", "StrOptions", "_fit_context", "validate_params"]
+__all__ = ["HasMethods", "Interval", "Options", "RealNotInt", "StrOptions", "_fit_context", "validate_params"]

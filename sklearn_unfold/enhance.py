@@ -18,10 +18,10 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, clone
-from sklearn.utils import check_random_state
+from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._compat import HasMethods, Interval, _fit_context
+from ._compat import HasMethods, Interval, RealNotInt, _fit_context
 from ._fitting import N_JOBS_CONSTRAINT, transactional_fit
 from .audio import _get_operator, mix_at_snr, resynthesize, stft
 from .deep_nmf import DeepNMF
@@ -41,20 +41,19 @@ def _as_waveforms(X, name):
     Accepts a 2-D array-like (one equal-length signal per row) or a sequence
     of 1-D array-likes. float32 stays float32, anything else becomes float64.
     """
-    if isinstance(X, np.ndarray) and X.ndim == 2 or _is_rectangular(X):
-        A = np.asarray(X)
-        if not np.issubdtype(A.dtype, np.number) or np.issubdtype(A.dtype, np.complexfloating):
-            raise ValueError(f"{name} must hold real numbers; got dtype {A.dtype}.")
-        A = A.astype(np.float32 if A.dtype == np.float32 else np.float64, copy=False)
+    if isinstance(X, (str, bytes)) or not (hasattr(X, "__len__") or hasattr(X, "__array__")):
+        raise ValueError(f"{name} must be a 2-D array or a list of 1-D waveforms; got {type(X).__name__}.")
+    if _is_rectangular(X):
+        # One 2-D array: scikit-learn's own checks and messages (sparse,
+        # complex, object, NaN, too few samples).
+        A = check_array(X, dtype=[np.float64, np.float32], ensure_2d=False, input_name=name)
         if A.ndim != 2:
             raise ValueError(
                 f"{name} must be a 2-D array (one waveform per row) or a list of 1-D waveforms; "
-                f"got an array of shape {A.shape}."
+                f"got an array of shape {A.shape}. Reshape your data: pass [x] for one waveform x."
             )
         waves, stacked = list(A), True
     else:
-        if isinstance(X, (str, bytes)) or not hasattr(X, "__len__"):
-            raise ValueError(f"{name} must be a 2-D array or a list of 1-D waveforms; got {type(X).__name__}.")
         waves, stacked = [], False
         for i, x in enumerate(X):
             a = np.asarray(x)
@@ -74,18 +73,24 @@ def _as_waveforms(X, name):
 
 
 def _is_rectangular(X):
+    """Whether X is one array (2-D: one waveform per row) rather than a sequence of waveforms."""
     if isinstance(X, np.ndarray):
-        return X.ndim != 1 or X.dtype != object
+        return X.dtype != object or X.ndim == 2
+    if hasattr(X, "shape") or (hasattr(X, "__array__") and not hasattr(X, "__len__")):
+        return True  # DataFrames and other array containers
     try:
         first = X[0]
     except (TypeError, IndexError, KeyError):
         return False
-    return np.ndim(first) == 0 or (
-        not isinstance(X, np.ndarray) and hasattr(X, "shape") and len(getattr(X, "shape", ())) == 2
-    )
+    return np.ndim(first) == 0
 
 
 def _paired_waveforms(X, y):
+    if y is None:
+        raise ValueError(
+            "SpeechEnhancer requires y to be passed, but the target y is None: y is the clean speech in "
+            "each noisy waveform of X."
+        )
     Xw, stacked = _as_waveforms(X, "X")
     yw, _ = _as_waveforms(y, "y")
     if len(Xw) != len(yw):
@@ -263,7 +268,7 @@ class SpeechEnhancer(RegressorMixin, BaseEstimator):
         "sample_rate": [Interval(Real, 0, None, closed="neither")],
         "n_fft": [Interval(Integral, 2, None, closed="left"), None],
         "n_context": [Interval(Integral, 1, None, closed="left")],
-        "max_frames": [Interval(Integral, 1, None, closed="left"), Interval(Real, 0, 1, closed="right"), None],
+        "max_frames": [Interval(Integral, 1, None, closed="left"), Interval(RealNotInt, 0, 1, closed="right"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "n_jobs": N_JOBS_CONSTRAINT,

@@ -34,6 +34,7 @@ from sklearn_unfold import (
     NeuralNMF,
     PhysicsAwareDeepNMF,
     SparseNMF,
+    SpeechEnhancer,
     UnfoldedBP,
     UnfoldedMeanField,
 )
@@ -78,6 +79,30 @@ class _DerivedTargets:
         return tags
 
 
+class DerivedSpeechEnhancer(SpeechEnhancer):
+    """Test-only adapter: the clean speech is derived from the noisy waveforms (0.6 X, noise 0.4 X)."""
+
+    def fit(self, X, y=None):
+        return super().fit(X, _scaled(X, 0.6))
+
+    def score(self, X, y=None, sample_weight=None):
+        return super().score(X, _scaled(X, 0.6), sample_weight=sample_weight)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        return tags
+
+
+def _scaled(X, factor):
+    if sp.issparse(X):
+        return X
+    try:
+        return np.asarray(X, dtype=np.float64) * factor
+    except (TypeError, ValueError):
+        return X
+
+
 class DerivedDeepNMF(_DerivedTargets, DeepNMF):
     pass
 
@@ -103,6 +128,10 @@ ESTIMATORS = [
     NeuralNMF(ranks=2, init="random", max_iter=10, random_state=0),
     UnfoldedMeanField(n_layers=2, max_iter=50),
     UnfoldedBP(n_layers=2, max_iter=50),
+    DerivedSpeechEnhancer(
+        DeepNMF(n_components=2, n_layers=2, n_trained_layers=1, max_iter=2, bases_max_iter=3, random_state=0),
+        sample_rate=8000, n_context=2, max_frames=None, random_state=0,
+    ),
 ]
 
 # Reasons, per check, for the DeepNMF family (through the adapter), and the
@@ -122,7 +151,26 @@ _DEEP_FAMILY_ERRORS = {
     "check_regressors_train": "number of training examples is not the same as the number of labels",
     "check_regressor_multioutput": r"shape",
 }
+# The enhancer's adapter derives y (the clean speech) from X, so the checks
+# that pass a broken or mismatched y cannot reach fit.
+_ADAPTER_Y = "the adapter derives y from X, so the check's own y never reaches fit"
+_ENHANCER = {
+    "check_regressors_train": f"{_ADAPTER_Y} (the check passes a y with fewer samples than X)",
+    "check_supervised_y_no_nan": f"{_ADAPTER_Y} (the check passes a y with inf; the real fit refuses it)",
+    "check_regressor_multioutput": f"{_ADAPTER_Y}; predict returns one waveform per row of X, not y's shape",
+    "check_n_features_in_after_fitting": (
+        "predict takes waveforms of any length (a model is not tied to the length of the training "
+        "utterances), so fewer 'features' than in fit is valid input"
+    ),
+}
+_ENHANCER_ERRORS = {
+    "check_regressors_train": "number of training examples is not the same as the number of labels",
+    "check_supervised_y_no_nan": "should have raised error on fitting array y with inf",
+    "check_regressor_multioutput": "shape of the prediction",
+    "check_n_features_in_after_fitting": "does not check for consistency between input number",
+}
 EXPECTED_FAILED_CHECKS = {
+    "DerivedSpeechEnhancer": _ENHANCER,
     "DerivedDeepNMF": _DEEP_FAMILY,
     "DerivedDiscriminativeNMF": _DEEP_FAMILY,
     "DerivedPhysicsAwareDeepNMF": _DEEP_FAMILY,
@@ -171,14 +219,18 @@ def test_expected_failures_have_the_stated_cause(estimator):
         seen.add(name)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with pytest.raises(Exception, match=_DEEP_FAMILY_ERRORS[name]):
+            errors = _ENHANCER_ERRORS if isinstance(estimator, SpeechEnhancer) else _DEEP_FAMILY_ERRORS
+            with pytest.raises(Exception, match=errors[name]):
                 check(est)
     assert seen == set(_expected(estimator))
 
 
 @pytest.mark.parametrize(
     "estimator",
-    [SparseNMF(), DeepNMF(), DiscriminativeNMF(), PhysicsAwareDeepNMF(), NeuralNMF(), UnfoldedMeanField(), UnfoldedBP()],
+    [
+        SparseNMF(), DeepNMF(), DiscriminativeNMF(), PhysicsAwareDeepNMF(), NeuralNMF(), UnfoldedMeanField(),
+        UnfoldedBP(), SpeechEnhancer(),
+    ],
     ids=lambda est: type(est).__name__,
 )
 def test_param_validation(estimator):
