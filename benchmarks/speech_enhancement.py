@@ -3,7 +3,9 @@
 Protocol (foundation issue; the private :mod:`sklearn_unfold._protocol`): sparse-NMF bases and discriminative
 layers trained on a seeded subset of frames of the training mixtures (training utterances x four
 music tracks x six SNRs); tested on 40 unseen utterances x 6 input SNRs against an unseen music track;
-metric = BSS-Eval SDR of the resynthesized speech waveform.
+metric = BSS-Eval SDR of the resynthesized speech waveform, with PESQ (narrow-band, 8 kHz) and
+STOI of the same waveforms, averaged over the test files, when the extra ``speech`` is installed
+(``pip install "sklearn_unfold[speech]"``; the columns are skipped with a message otherwise).
 
 Rows: K = 4 and K = 25 with C = 0 (SNMF), 1 (DNMF), 2, 3, 4 trained layers, R = 100 bases per source
 (one set of sparse-NMF bases shared by all rows); ``sklearn.decomposition.NMF`` bases (KL, same
@@ -16,6 +18,7 @@ target ``min(s / m, 1)`` with frames weighted by the mixture's energy.
 """
 
 import argparse
+import importlib
 import json
 import time
 import warnings
@@ -26,8 +29,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPRegressor
 
 from sklearn_unfold import DeepNMF
+from sklearn_unfold.audio import SAMPLE_RATE
 from sklearn_unfold.datasets import DEFAULT_SNRS
-from sklearn_unfold.metrics import target_frames
+from sklearn_unfold.metrics import pesq, stoi, target_frames
 from sklearn_unfold._protocol import evaluate, format_table, input_sdrs, make_test_set, make_training_set, per_snr
 
 
@@ -88,6 +92,46 @@ def mlp_row(X, Y, hidden, max_iter, T):
     return predict, fit_seconds, n_params
 
 
+def speech_metrics_missing():
+    """None when PESQ and STOI can be computed, else why not."""
+    for package in ("pesq", "pystoi"):
+        try:
+            importlib.import_module(package)
+        except ImportError as exc:
+            return f"{package!r} cannot be imported ({exc}); pip install \"sklearn_unfold[speech]\""
+    return None
+
+
+def speech_quality(test, estimates):
+    """PESQ and STOI of every test file's speech estimate; NaN where PESQ refuses a file."""
+    pesqs, stois = [], []
+    for mix, estimate in zip(test.mixtures, estimates, strict=True):
+        try:
+            pesqs.append(pesq(mix.speech, estimate, sample_rate=SAMPLE_RATE))
+        except ValueError as exc:
+            print(f"    PESQ skipped a file: {exc}", flush=True)
+            pesqs.append(np.nan)
+        stois.append(stoi(mix.speech, estimate, sample_rate=SAMPLE_RATE))
+    return np.array(pesqs), np.array(stois)
+
+
+def add_speech_quality(row, test, estimates, missing):
+    """Mean PESQ and STOI over the test files (and per input SNR) into ``row``."""
+    if missing:
+        row.update(pesq=None, stoi=None, pesq_per_snr=None, stoi_per_snr=None)
+        return row
+    start = time.perf_counter()
+    pesqs, stois = speech_quality(test, estimates)
+    levels = np.array([m.snr for m in test.mixtures])
+    row.update(
+        pesq=float(np.nanmean(pesqs)), stoi=float(np.mean(stois)),
+        pesq_per_snr=[float(np.nanmean(pesqs[levels == s])) for s in DEFAULT_SNRS],
+        stoi_per_snr=per_snr(stois, test),
+    )
+    print(f"    PESQ {row['pesq']:.2f}  STOI {row['stoi']:.3f}  ({time.perf_counter() - start:.1f} s)", flush=True)
+    return row
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few minutes: small sizes, K = 4, C <= 2")
@@ -106,9 +150,14 @@ def main(argv=None):
     X, Y, _ = make_training_set(n_utterances=sizes["train_utts"], n_frames=sizes["frames"])
     test = make_test_set(n_utterances=sizes["test_utts"])
     print(f"data: {X.shape[0]} training frames, {len(test.mixtures)} test mixtures ({time.perf_counter() - t0:.1f} s)", flush=True)
+    missing = speech_metrics_missing()
+    if missing:
+        print(f"PESQ and STOI columns skipped: {missing}", flush=True)
 
-    rows = [{"method": "Mixture (no processing)", "per_snr": per_snr(input_sdrs(test), test),
-             "n_layers": None, "n_trained_layers": None, "n_params": None, "n_trained": None, "fit_seconds": 0.0}]
+    rows = [add_speech_quality(
+        {"method": "Mixture (no processing)", "per_snr": per_snr(input_sdrs(test), test),
+         "n_layers": None, "n_trained_layers": None, "n_params": None, "n_trained": None, "fit_seconds": 0.0},
+        test, [m.mixture for m in test.mixtures], missing)]
     start = time.perf_counter()
     base = DeepNMF(n_components=R, n_layers=1, n_trained_layers=0, sparsity=1.0,
                    bases_max_iter=sizes["bases_iter"], random_state=0).fit(X, Y)
@@ -120,35 +169,50 @@ def main(argv=None):
             model = DeepNMF(n_components=R, n_layers=K, n_trained_layers=C, sparsity=1.0,
                             max_iter=sizes["max_iter"], bases=base.bases_, random_state=0).fit(X, Y)
             fit_seconds = time.perf_counter() - start + bases_seconds
-            sdrs, infer_seconds, _ = evaluate(lambda X_: model.predict(X_)[:, : model.n_frequencies_], test)
+            sdrs, infer_seconds, estimates = evaluate(lambda X_: model.predict(X_)[:, : model.n_frequencies_], test)
             label = {0: " (SNMF)", 1: " (DNMF)"}.get(C, "")
-            rows.append({"method": f"DeepNMF K={K}, C={C}{label}", "per_snr": per_snr(sdrs, test),
-                         "n_layers": K, "n_trained_layers": C, "n_params": model.n_params_["total"],
-                         "n_trained": model.n_params_["trained"], "fit_seconds": fit_seconds,
-                         "infer_seconds": infer_seconds})
             print(f"  K={K:2d} C={C}: {sdrs.mean():6.2f} dB  fit {fit_seconds:6.1f} s  ({model.n_iter_} updates)", flush=True)
+            rows.append(add_speech_quality(
+                {"method": f"DeepNMF K={K}, C={C}{label}", "per_snr": per_snr(sdrs, test),
+                 "n_layers": K, "n_trained_layers": C, "n_params": model.n_params_["total"],
+                 "n_trained": model.n_params_["trained"], "fit_seconds": fit_seconds,
+                 "infer_seconds": infer_seconds},
+                test, estimates, missing))
     for name, builder in [
         ("sklearn NMF + Wiener", lambda: sklearn_nmf_row(X, Y, test, R, T, sizes["nmf_iter"])),
         (f"MLPRegressor mask {'x'.join(map(str, sizes['mlp']))}", lambda: mlp_row(X, Y, sizes["mlp"], sizes["mlp_iter"], T)),
     ]:
         predict, fit_seconds, n_params = builder()
-        sdrs, infer_seconds, _ = evaluate(predict, test)
-        rows.append({"method": name, "per_snr": per_snr(sdrs, test), "n_layers": None, "n_trained_layers": None,
-                     "n_params": n_params, "n_trained": n_params if "MLP" in name else None,
-                     "fit_seconds": fit_seconds, "infer_seconds": infer_seconds})
+        sdrs, infer_seconds, estimates = evaluate(predict, test)
         print(f"  {name}: {sdrs.mean():6.2f} dB  fit {fit_seconds:6.1f} s", flush=True)
+        rows.append(add_speech_quality(
+            {"method": name, "per_snr": per_snr(sdrs, test), "n_layers": None, "n_trained_layers": None,
+             "n_params": n_params, "n_trained": n_params if "MLP" in name else None,
+             "fit_seconds": fit_seconds, "infer_seconds": infer_seconds},
+            test, estimates, missing))
 
     print()
     table_rows = [dict(r, name=r["method"]) for r in rows]
-    print(format_table(table_rows, extra=(("n_trained", "P_D", "{:,}"), ("n_params", "P", "{:,}"),
-                                          ("fit_seconds", "fit [s]", "{:.1f}"))))
+    quality = () if missing else (("pesq", "PESQ", "{:.2f}"), ("stoi", "STOI", "{:.3f}"))
+    print(format_table(table_rows, extra=quality + (("n_trained", "P_D", "{:,}"), ("n_params", "P", "{:,}"),
+                                                    ("fit_seconds", "fit [s]", "{:.1f}"))))
+    if quality:
+        print("PESQ (narrow-band MOS-LQO) and STOI: means over all test files.")
+    else:
+        print(f"PESQ and STOI columns skipped: {missing}")
     print(f"\ntotal {time.perf_counter() - t0:.1f} s")
     if args.json:
         records = []
         for r in rows:
-            for snr, value in zip(list(DEFAULT_SNRS) + ["avg"], r["per_snr"] + [float(np.mean(r["per_snr"]))]):
+            quality = {}
+            for key in ("pesq", "stoi"):
+                # Per input SNR, then the mean over all test files (the table's column); None when skipped.
+                quality[key] = [None] * (len(DEFAULT_SNRS) + 1) if r[key] is None else [
+                    round(float(v), 4) for v in r[f"{key}_per_snr"] + [r[key]]]
+            for i, (snr, value) in enumerate(zip(list(DEFAULT_SNRS) + ["avg"], r["per_snr"] + [float(np.mean(r["per_snr"]))])):
                 records.append({"method": r["method"], "n_layers": r["n_layers"], "n_trained_layers": r["n_trained_layers"],
-                                "input_snr": snr, "sdr": round(float(value), 4), "n_params": r["n_params"],
+                                "input_snr": snr, "sdr": round(float(value), 4),
+                                "pesq": quality["pesq"][i], "stoi": quality["stoi"][i], "n_params": r["n_params"],
                                 "fit_seconds": round(float(r["fit_seconds"]), 3)})
         with open(args.json, "w") as f:
             json.dump(records, f, indent=1)

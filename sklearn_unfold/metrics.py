@@ -1,4 +1,4 @@
-"""Separation quality: BSS-Eval SDR, SI-SDR, spectral SDR and grid-search scorers.
+"""Separation and speech quality: BSS-Eval SDR, SI-SDR, PESQ, STOI, spectral SDR, scorers.
 
 The paper evaluates speech enhancement with the source-to-distortion ratio (SDR) of
 BSS-Eval [1]_ computed on waveforms; :func:`sdr` reproduces
@@ -8,6 +8,14 @@ magnitude faster. :func:`si_sdr` is the scale-invariant SDR of [2]_.
 an estimator that predicts source magnitudes can be scored with inside
 :class:`~sklearn.model_selection.GridSearchCV` (:func:`sdr_scorer`,
 :func:`make_sdr_scorer`).
+
+:func:`pesq` (perceptual quality, ITU-T P.862 / P.862.2) and :func:`stoi`
+(intelligibility, STOI and ESTOI) wrap the PyPI packages ``pesq`` and ``pystoi``, which
+are the optional extra ``speech`` (``pip install "sklearn_unfold[speech]"``); they are
+imported when called, so the rest of the module works without them. Estimators that
+predict waveforms, such as :class:`~sklearn_unfold.SpeechEnhancer`, are scored with any
+of these metrics by :func:`make_waveform_scorer`, :data:`pesq_scorer` and
+:data:`stoi_scorer`.
 
 All ratios are computed in float64 and kept finite: every energy ratio is evaluated as
 ``10 log10((num + f) / (den + f))`` with ``f = eps * (num + den) + tiny`` (float64
@@ -23,19 +31,35 @@ References
    well done?", Proc. ICASSP, pp. 626-630, 2019.
 """
 
-from numbers import Integral
+import importlib
+import math
+import warnings
+from numbers import Integral, Real
 
 import numpy as np
 from scipy import fft as sp_fft
 from scipy.linalg import LinAlgError, lstsq, solve_toeplitz, toeplitz
+from scipy.signal import resample_poly
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_array
 
-from ._compat import Interval, validate_params
+from ._compat import Interval, StrOptions, validate_params
 from ._nmf.layout import scoring_targets
 from ._nmf.network import NetworkSpec
 
-__all__ = ["sdr", "si_sdr", "magnitude_sdr", "sdr_scorer", "make_sdr_scorer", "target_frames"]
+__all__ = [
+    "sdr",
+    "si_sdr",
+    "pesq",
+    "stoi",
+    "magnitude_sdr",
+    "sdr_scorer",
+    "make_sdr_scorer",
+    "make_waveform_scorer",
+    "pesq_scorer",
+    "stoi_scorer",
+    "target_frames",
+]
 
 _EPS = np.finfo(np.float64).eps
 _TINY = np.finfo(np.float64).tiny
@@ -301,6 +325,287 @@ def si_sdr(reference, estimate):
         np.sum(target**2, axis=1), np.sum((estimate - target) ** 2, axis=1)
     )
     return float(ratio[0]) if one_dimensional else ratio
+
+
+# --------------------------------------------------------------------------------------
+# Speech quality and intelligibility (optional extra "speech")
+# --------------------------------------------------------------------------------------
+
+_SPEECH_EXTRA = 'pip install "sklearn_unfold[speech]"'
+# Rates PESQ is defined at, highest first: ITU-T P.862.2 (wide-band) and P.862 (narrow-band).
+_PESQ_RATES = (16000, 8000)
+
+
+def _import_speech_package(name, metric):
+    """Import the optional package ``name``, or raise an ImportError naming the extra."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        raise ImportError(
+            f"{metric} needs the optional package {name!r}, which could not be imported "
+            f"({exc}). Install the 'speech' extra: {_SPEECH_EXTRA}"
+        ) from exc
+
+
+def _check_speech_waveforms(reference, estimate):
+    """Validate a reference / estimate pair of single waveforms, as float64 (no copy)."""
+    reference = check_array(
+        reference, ensure_2d=False, dtype=np.float64, input_name="reference"
+    )
+    estimate = check_array(
+        estimate, ensure_2d=False, dtype=np.float64, input_name="estimate"
+    )
+    for name, waveform in (("reference", reference), ("estimate", estimate)):
+        if waveform.ndim != 1:
+            raise ValueError(
+                f"{name} must be a single 1-D waveform of shape (n_samples,); got shape "
+                f"{waveform.shape}. Score several utterances one by one."
+            )
+    if reference.shape != estimate.shape:
+        raise ValueError(
+            "reference and estimate must have the same length; got "
+            f"{reference.shape[0]} and {estimate.shape[0]} samples."
+        )
+    if not np.any(reference):
+        raise ValueError("reference is all zero: speech quality is undefined against silence.")
+    return reference, estimate
+
+
+def _whole_rate(sample_rate):
+    if not float(sample_rate).is_integer():
+        raise ValueError(f"sample_rate must be a whole number of Hz; got {sample_rate!r}.")
+    return int(sample_rate)
+
+
+@validate_params(
+    {
+        "reference": ["array-like"],
+        "estimate": ["array-like"],
+        "sample_rate": [Interval(Real, 0, None, closed="neither")],
+        "mode": [StrOptions({"nb", "wb"}), None],
+    },
+    prefer_skip_nested_validation=True,
+)
+def pesq(reference, estimate, *, sample_rate, mode=None):
+    """Perceptual evaluation of speech quality (PESQ), as a MOS-LQO score.
+
+    Wraps ``pesq.pesq`` of the PyPI package `pesq <https://pypi.org/project/pesq/>`_
+    (the ITU-T reference C code): narrow-band PESQ (P.862 with the P.862.1 mapping) at
+    8 kHz and wide-band PESQ (P.862.2) at 16 kHz [3]_. At 8000 and 16000 Hz the
+    waveforms are passed on unchanged, so the value is exactly the package's.
+
+    Parameters
+    ----------
+    reference : array-like of shape (n_samples,)
+        Clean speech waveform; any scale (PESQ aligns the levels). Not all zero.
+    estimate : array-like of shape (n_samples,)
+        Degraded or enhanced speech waveform of the same length.
+    sample_rate : int
+        Sample rate of both waveforms in Hz, a whole number. PESQ is defined at 8000
+        and 16000 Hz only; other rates are resampled with
+        :func:`scipy.signal.resample_poly` to the highest of those not above
+        ``sample_rate`` (16000 Hz from any higher rate, 8000 Hz from rates between);
+        rates below 8000 Hz raise a ValueError. Resampling up is never done: it
+        cannot add the band that a wide-band score would judge.
+    mode : {"nb", "wb"} or None, default=None
+        Narrow-band (``"nb"``) or wide-band (``"wb"``) PESQ. None picks ``"wb"`` when
+        the signals are (resampled) at 16000 Hz and ``"nb"`` at 8000 Hz.
+        ``"nb"`` at 16000 Hz is the package's narrow-band mode on 16 kHz input;
+        ``"wb"`` needs ``sample_rate >= 16000``.
+
+    Returns
+    -------
+    pesq : float
+        MOS-LQO, from about 1.0 (bad) up to about 4.55 (narrow-band) or 4.64
+        (wide-band), the scores of an estimate identical to the reference.
+
+    Raises
+    ------
+    ValueError
+        If an input is not 1-D, is empty or holds NaN or infinity, the lengths differ,
+        the reference or the estimate is all zero, ``sample_rate`` is below 8000 Hz or
+        not whole, ``mode="wb"`` with ``sample_rate < 16000``, or the PESQ code fails
+        on the pair: signals shorter than 1/4 s, no utterance detected in the
+        reference, or an estimate silent at float32 precision (hundreds of dB below the
+        reference).
+    ImportError
+        If the package ``pesq`` is not installed (``pip install
+        "sklearn_unfold[speech]"``).
+
+    See Also
+    --------
+    stoi : Short-time objective intelligibility.
+    make_waveform_scorer : PESQ as a scorer for model selection.
+
+    References
+    ----------
+    .. [3] ITU-T Recommendation P.862.2, "Wideband extension to Recommendation P.862
+       for the assessment of wideband telephone networks and speech codecs", 2007.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_unfold.metrics import pesq
+    >>> sample_rate = 8000
+    >>> t = np.arange(2 * sample_rate) / sample_rate
+    >>> vowel = sum(np.sin(2 * np.pi * 120 * k * t) / k for k in range(1, 20))
+    >>> speech = vowel * np.sin(2 * np.pi * t) ** 2  # two syllables
+    >>> noise = np.random.default_rng(0).standard_normal(speech.size)
+    >>> round(pesq(speech, speech, sample_rate=sample_rate), 2)  # narrow-band maximum
+    4.55
+    >>> pesq(speech, speech + 0.5 * noise, sample_rate=sample_rate) < 2.0
+    True
+    """
+    package = _import_speech_package("pesq", "PESQ")
+    reference, estimate = _check_speech_waveforms(reference, estimate)
+    rate = _whole_rate(sample_rate)
+    target = next((r for r in _PESQ_RATES if rate >= r), None)
+    if target is None:
+        raise ValueError(
+            f"PESQ is defined at 8000 Hz (narrow-band) and 16000 Hz (wide-band); got "
+            f"sample_rate={rate} Hz, below both. Resample the signals to 8000 Hz first, "
+            "e.g. with scipy.signal.resample_poly."
+        )
+    if mode is None:
+        mode = "wb" if target == 16000 else "nb"
+    elif mode == "wb" and target != 16000:
+        raise ValueError(
+            f"Wide-band PESQ (mode='wb') needs sample_rate >= 16000 Hz; got {rate} Hz. "
+            "Use mode='nb' or mode=None."
+        )
+    if not np.any(estimate):
+        raise ValueError("estimate is all zero: PESQ is undefined for a silent estimate.")
+    if rate != target:
+        divisor = math.gcd(rate, target)
+        up, down = target // divisor, rate // divisor
+        reference = resample_poly(reference, up, down)
+        estimate = resample_poly(estimate, up, down)
+    try:
+        return float(package.pesq(target, reference, estimate, mode))
+    except package.OutOfMemoryError as exc:
+        raise MemoryError(f"PESQ ran out of memory: {_pesq_message(exc)}") from exc
+    except package.BufferTooShortError as exc:
+        raise ValueError(
+            f"PESQ needs at least 1/4 s of signal ({target // 4} samples at {target} Hz); "
+            f"got {reference.shape[0]} samples ({_pesq_message(exc)})."
+        ) from exc
+    except package.NoUtterancesError as exc:
+        raise ValueError(
+            "PESQ detected no utterance in the reference (is it silent, or far quieter "
+            f"than the estimate?) ({_pesq_message(exc)})."
+        ) from exc
+    except (package.PesqError, ValueError) as exc:
+        # The C code divides by the estimate's power in float32: an estimate too quiet
+        # to register there ends in "cannot convert float NaN to integer".
+        raise ValueError(
+            f"PESQ could not score this pair ({_pesq_message(exc)}); this happens when "
+            "the estimate is silent at float32 precision (hundreds of dB below the "
+            "reference)."
+        ) from exc
+
+
+def _pesq_message(exc):
+    """The text of an error of the PESQ package, whose C messages are bytes."""
+    message = exc.args[0] if exc.args else str(exc)
+    if isinstance(message, bytes):
+        message = message.decode("ascii", "replace")
+    return str(message)
+
+
+@validate_params(
+    {
+        "reference": ["array-like"],
+        "estimate": ["array-like"],
+        "sample_rate": [Interval(Real, 0, None, closed="neither")],
+        "extended": ["boolean"],
+    },
+    prefer_skip_nested_validation=True,
+)
+def stoi(reference, estimate, *, sample_rate, extended=False):
+    """Short-time objective intelligibility (STOI), or extended STOI (ESTOI).
+
+    Wraps ``pystoi.stoi`` of the PyPI package `pystoi
+    <https://pypi.org/project/pystoi/>`_, a port of the reference MATLAB code of STOI
+    [4]_ and ESTOI [5]_, with the waveforms passed on unchanged: the value is exactly
+    the package's. The package resamples any rate to the 10 kHz the measure is defined
+    at and drops the frames where the reference is more than 40 dB below its loudest
+    frame.
+
+    Parameters
+    ----------
+    reference : array-like of shape (n_samples,)
+        Clean speech waveform. Not all zero.
+    estimate : array-like of shape (n_samples,)
+        Degraded or enhanced speech waveform of the same length.
+    sample_rate : int
+        Sample rate of both waveforms in Hz, any whole number.
+    extended : bool, default=False
+        Compute ESTOI [5]_ instead of STOI.
+
+    Returns
+    -------
+    stoi : float
+        Intelligibility score, at most 1 (an estimate identical to the reference);
+        STOI is a mean correlation, ESTOI a mean of normalized spectral correlations.
+
+    Raises
+    ------
+    ValueError
+        If an input is not 1-D, is empty or holds NaN or infinity, the lengths differ,
+        the reference is all zero, ``sample_rate`` is not whole, or the reference holds
+        too little speech: the measure needs 30 frames (about 0.4 s) that are not
+        silent. (``pystoi`` itself only warns there and returns ``1e-5``.)
+    ImportError
+        If the package ``pystoi`` is not installed (``pip install
+        "sklearn_unfold[speech]"``).
+
+    See Also
+    --------
+    pesq : Perceptual speech quality.
+    make_waveform_scorer : STOI and ESTOI as scorers for model selection.
+
+    References
+    ----------
+    .. [4] C. H. Taal, R. C. Hendriks, R. Heusdens and J. Jensen, "An algorithm for
+       intelligibility prediction of time-frequency weighted noisy speech", IEEE Trans.
+       Audio, Speech, Lang. Process., 19(7), pp. 2125-2136, 2011.
+    .. [5] J. Jensen and C. H. Taal, "An algorithm for predicting the intelligibility of
+       speech masked by modulated noise maskers", IEEE/ACM Trans. Audio, Speech, Lang.
+       Process., 24(11), pp. 2009-2022, 2016.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_unfold.metrics import stoi
+    >>> sample_rate = 8000
+    >>> t = np.arange(2 * sample_rate) / sample_rate
+    >>> vowel = sum(np.sin(2 * np.pi * 120 * k * t) / k for k in range(1, 20))
+    >>> speech = vowel * np.sin(2 * np.pi * t) ** 2  # two syllables
+    >>> noise = np.random.default_rng(0).standard_normal(speech.size)
+    >>> round(stoi(speech, speech, sample_rate=sample_rate), 6)
+    1.0
+    >>> noisy = stoi(speech, speech + noise, sample_rate=sample_rate)
+    >>> stoi(speech, speech + 0.1 * noise, sample_rate=sample_rate) > noisy
+    True
+    """
+    package = _import_speech_package("pystoi", "STOI")
+    reference, estimate = _check_speech_waveforms(reference, estimate)
+    rate = _whole_rate(sample_rate)
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "error", message="Not enough STFT frames", category=RuntimeWarning
+        )
+        try:
+            value = package.stoi(reference, estimate, rate, extended=extended)
+        except RuntimeWarning as exc:
+            if "Not enough STFT frames" not in str(exc):
+                raise
+            raise ValueError(
+                "STOI needs at least 30 frames (about 0.4 s) of non-silent speech in the "
+                f"reference; the {reference.shape[0]} samples at {rate} Hz hold fewer "
+                f"(pystoi: {exc})."
+            ) from exc
+    return float(value)
 
 
 # --------------------------------------------------------------------------------------
@@ -597,3 +902,183 @@ def make_sdr_scorer(*, source=0):
     make_sdr_scorer(source=1)
     """
     return _MagnitudeSDRScorer(source)
+
+
+# --------------------------------------------------------------------------------------
+# Scorers of waveform estimators
+# --------------------------------------------------------------------------------------
+
+
+def _waveform_sdr(reference, estimate, sample_rate):
+    return sdr(reference, estimate)
+
+
+def _waveform_si_sdr(reference, estimate, sample_rate):
+    return si_sdr(reference, estimate)
+
+
+def _waveform_pesq(reference, estimate, sample_rate):
+    return pesq(reference, estimate, sample_rate=sample_rate)
+
+
+def _waveform_stoi(reference, estimate, sample_rate):
+    return stoi(reference, estimate, sample_rate=sample_rate)
+
+
+def _waveform_estoi(reference, estimate, sample_rate):
+    return stoi(reference, estimate, sample_rate=sample_rate, extended=True)
+
+
+# metric name -> (function of (reference, estimate, sample_rate), optional package or None)
+_WAVEFORM_METRICS = {
+    "sdr": (_waveform_sdr, None),
+    "si_sdr": (_waveform_si_sdr, None),
+    "pesq": (_waveform_pesq, ("pesq", "PESQ")),
+    "stoi": (_waveform_stoi, ("pystoi", "STOI")),
+    "estoi": (_waveform_estoi, ("pystoi", "ESTOI")),
+}
+
+
+def _waveform_list(waveforms, name):
+    """Utterances as a list: the rows of a 2-D array, or the items of a sequence."""
+    if not isinstance(waveforms, (list, tuple)):
+        try:
+            waveforms = np.asarray(waveforms)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"{name} must be a list of 1-D waveforms or a 2-D array with one waveform "
+                f"per row; {exc}"
+            ) from exc
+        if not (waveforms.ndim == 2 or (waveforms.ndim == 1 and waveforms.dtype == object)):
+            raise ValueError(
+                f"{name} must be a list of 1-D waveforms or a 2-D array with one waveform "
+                f"per row; got an array of shape {waveforms.shape}."
+            )
+    waveforms = list(waveforms)
+    if not waveforms:
+        raise ValueError(f"{name} holds no utterance.")
+    return waveforms
+
+
+def _estimator_sample_rate(estimator):
+    """The fitted ``sample_rate_``, else the ``sample_rate`` of the (final) estimator."""
+    final = _final_step(estimator)
+    for attribute in ("sample_rate_", "sample_rate"):
+        rate = getattr(final, attribute, None)
+        if rate is not None:
+            return rate
+    return None
+
+
+class _WaveformScorer:
+    """Picklable scorer built by :func:`make_waveform_scorer`."""
+
+    def __init__(self, metric, sample_rate):
+        self.metric = metric
+        self.sample_rate = sample_rate
+
+    def __call__(self, estimator, X, y):
+        function, package = _WAVEFORM_METRICS[self.metric]
+        if package is not None:
+            # A missing package is reported before the (possibly slow) prediction.
+            _import_speech_package(*package)
+        if y is None:
+            raise ValueError(
+                "The waveform scorer needs y, the clean speech waveforms (a list of 1-D "
+                "arrays or a 2-D array, one per row); got y=None."
+            )
+        sample_rate = None
+        if self.metric in ("pesq", "stoi", "estoi"):
+            sample_rate = _estimator_sample_rate(estimator)
+            if sample_rate is None:
+                sample_rate = self.sample_rate
+            if sample_rate is None:
+                raise ValueError(
+                    f"The {self.metric} scorer needs the sample rate: the estimator has no "
+                    "sample_rate attribute (or it is None); pass it to the factory, "
+                    f"make_waveform_scorer({self.metric!r}, sample_rate=...)."
+                )
+        references = _waveform_list(y, "y")
+        estimates = _waveform_list(estimator.predict(X), "predict(X)")
+        if len(estimates) != len(references):
+            raise ValueError(
+                f"predict(X) returned {len(estimates)} waveforms for {len(references)} "
+                "utterances in y."
+            )
+        scores = [
+            function(reference, estimate, sample_rate)
+            for reference, estimate in zip(references, estimates, strict=True)
+        ]
+        return float(np.mean(scores))
+
+    def __repr__(self):
+        rate = "" if self.sample_rate is None else f", sample_rate={self.sample_rate!r}"
+        return f"make_waveform_scorer({self.metric!r}{rate})"
+
+
+@validate_params(
+    {
+        "metric": [StrOptions(set(_WAVEFORM_METRICS))],
+        "sample_rate": [Interval(Real, 0, None, closed="neither"), None],
+    },
+    prefer_skip_nested_validation=True,
+)
+def make_waveform_scorer(metric="sdr", *, sample_rate=None):
+    """Make a scorer of waveform estimators, for ``scoring=`` in model selection.
+
+    The scorer calls ``estimator.predict(X)``, which must return the speech estimates
+    as waveforms (a list of 1-D arrays, or a 2-D array with one per row, like
+    :class:`~sklearn_unfold.SpeechEnhancer`), and averages the metric over the
+    utterances of ``y``. Greater is better for every metric.
+
+    Parameters
+    ----------
+    metric : {"sdr", "si_sdr", "pesq", "stoi", "estoi"}, default="sdr"
+        :func:`sdr`, :func:`si_sdr`, :func:`pesq` (mode picked from the rate),
+        :func:`stoi` or :func:`stoi` with ``extended=True``. The last three need the
+        optional extra ``speech``.
+    sample_rate : int or None, default=None
+        Sample rate in Hz of the waveforms, used by ``"pesq"``, ``"stoi"`` and
+        ``"estoi"`` when the estimator does not tell: the estimator's fitted
+        ``sample_rate_`` or its ``sample_rate`` attribute (for a
+        :class:`~sklearn.pipeline.Pipeline`, its final step's) is used when it is not
+        None.
+
+    Returns
+    -------
+    scorer : callable
+        ``scorer(estimator, X, y)``: the mean over utterances ``i`` of
+        ``metric(y[i], estimator.predict(X)[i])``, a float. It raises a ValueError
+        when ``y`` is None, the numbers of utterances differ, a pair is invalid for the
+        metric, or no sample rate is known to a metric that needs one, and an
+        ImportError naming the extra when the metric's package is missing.
+
+    See Also
+    --------
+    pesq_scorer, stoi_scorer : Ready-made scorers.
+    sdr_scorer : Scorer of estimators that predict magnitude spectra.
+
+    Examples
+    --------
+    >>> from sklearn_unfold.metrics import make_waveform_scorer
+    >>> make_waveform_scorer("estoi", sample_rate=16000)
+    make_waveform_scorer('estoi', sample_rate=16000)
+    """
+    return _WaveformScorer(metric, sample_rate)
+
+
+pesq_scorer = make_waveform_scorer("pesq")
+pesq_scorer.__doc__ = """Mean :func:`pesq` of a waveform estimator's predictions.
+
+``pesq_scorer(estimator, X, y)`` is ``make_waveform_scorer("pesq")``: the sample rate
+is read from the estimator (``sample_rate_`` or ``sample_rate``); use
+``make_waveform_scorer("pesq", sample_rate=...)`` for estimators that have none.
+"""
+
+stoi_scorer = make_waveform_scorer("stoi")
+stoi_scorer.__doc__ = """Mean :func:`stoi` of a waveform estimator's predictions.
+
+``stoi_scorer(estimator, X, y)`` is ``make_waveform_scorer("stoi")``: the sample rate
+is read from the estimator (``sample_rate_`` or ``sample_rate``); use
+``make_waveform_scorer("stoi", sample_rate=...)`` for estimators that have none.
+"""

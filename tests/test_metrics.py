@@ -1,17 +1,20 @@
 """Tests for sklearn_unfold.metrics against mir_eval, dense formulas and invariances."""
 
 import pickle
+import sys
 import warnings
 from pathlib import Path
 
 import mir_eval.separation
 import numpy as np
+import pesq as pesq_package
+import pystoi
 import pytest
 import scipy.linalg
 import scipy.sparse
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy.io import wavfile
-from scipy.signal import butter, lfilter
+from scipy.signal import butter, lfilter, resample_poly
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import GridSearchCV, KFold, cross_validate
@@ -23,9 +26,14 @@ from sklearn_unfold import metrics
 from sklearn_unfold.metrics import (
     magnitude_sdr,
     make_sdr_scorer,
+    make_waveform_scorer,
+    pesq,
+    pesq_scorer,
     sdr,
     sdr_scorer,
     si_sdr,
+    stoi,
+    stoi_scorer,
     target_frames,
 )
 
@@ -668,3 +676,449 @@ def test_scorers_pickle_and_repr():
     assert pickle.loads(pickle.dumps(sdr_scorer)) is sdr_scorer
     results = cross_validate(separator, X, y, scoring=scorer, cv=KFold(2))
     assert_allclose(results["test_score"], 10 * np.log10(0.09 / 0.04))
+
+
+# --------------------------------------------------------------------------------------
+# PESQ and STOI against the packages they wrap, on the committed real speech
+# --------------------------------------------------------------------------------------
+
+
+def load_prompt(path):
+    """A whole committed 8 kHz prompt (about 1.8 s of speech), float64 in [-1, 1]."""
+    rate, samples = wavfile.read(path)
+    assert rate == SAMPLE_RATE and samples.dtype == np.int16
+    return samples.astype(np.float64) / 32768
+
+
+PROMPTS = {path.stem: load_prompt(path) for path in SPEECH_FILES}
+PESQ_NB_MAX = 4.5486  # narrow-band PESQ of a signal against itself
+PESQ_WB_MAX = 4.6439  # wide-band
+
+
+def add_noise(speech, snr_db, seed=0):
+    """Speech plus seeded white noise at ``snr_db`` dB (powers over the whole signal)."""
+    noise = np.random.default_rng(seed).standard_normal(speech.size)
+    gain = np.sqrt(np.mean(speech**2) / np.mean(noise**2)) * 10 ** (-snr_db / 20)
+    return speech + gain * noise
+
+
+def upsample_to_16k(waveform):
+    return resample_poly(waveform, 2, 1)
+
+
+@pytest.mark.parametrize("name", sorted(PROMPTS))
+def test_pesq_narrow_band_equals_the_package_and_rises_with_snr(name):
+    speech = PROMPTS[name]
+    values = []
+    for snr in (0, 10, 20, 30):
+        noisy = add_noise(speech, snr)
+        value = pesq(speech, noisy, sample_rate=8000)
+        assert isinstance(value, float)
+        # Bit for bit the package's number; mode=None at 8 kHz is narrow-band.
+        assert value == pesq_package.pesq(8000, speech, noisy, "nb")
+        assert value == pesq(speech, noisy, sample_rate=8000, mode="nb")
+        values.append(value)
+    assert np.all(np.diff(values) > 0.1), values
+    assert 1.0 < values[0] < 1.5 and 2.0 < values[-1] < PESQ_NB_MAX - 1, values
+
+
+@pytest.mark.parametrize("name", sorted(PROMPTS))
+def test_pesq_wide_band_at_16k_equals_the_package_and_rises_with_snr(name):
+    speech = upsample_to_16k(PROMPTS[name])
+    values = []
+    for snr in (10, 20, 30):
+        noisy = add_noise(speech, snr)
+        value = pesq(speech, noisy, sample_rate=16000)  # mode=None at 16 kHz: wide-band
+        assert value == pesq_package.pesq(16000, speech, noisy, "wb")
+        values.append(value)
+    assert np.all(np.diff(values) > 0.1), values
+    assert pesq(speech, noisy, sample_rate=16000, mode="wb") == values[-1]
+    # Narrow-band on 16 kHz input on request, as the package computes it.
+    narrow = pesq(speech, noisy, sample_rate=16000, mode="nb")
+    assert narrow == pesq_package.pesq(16000, speech, noisy, "nb")
+    assert narrow != values[-1]
+
+
+@pytest.mark.parametrize("extended", [False, True], ids=["stoi", "estoi"])
+@pytest.mark.parametrize("name", sorted(PROMPTS))
+def test_stoi_equals_the_package_and_rises_with_snr(name, extended):
+    speech = PROMPTS[name]
+    values = []
+    for snr in (-5, 0, 10, 20):
+        noisy = add_noise(speech, snr)
+        value = stoi(speech, noisy, sample_rate=8000, extended=extended)
+        assert isinstance(value, float)
+        # The package's own value; pystoi itself varies in the last bit from call to call
+        # (alignment-dependent SIMD sums), so "equal" is to 1e-12 relative here.
+        assert_allclose(value, pystoi.stoi(speech, noisy, 8000, extended=extended), rtol=1e-12)
+        values.append(value)
+    assert np.all(np.diff(values) > 0.03), values
+    assert 0.2 < values[0] and values[-1] < 0.99, values
+
+
+def test_stoi_at_16k_equals_the_package():
+    speech = upsample_to_16k(PROMPTS["asterisk-dir-welcome"])
+    noisy = add_noise(speech, 5)
+    for extended in (False, True):
+        assert_allclose(
+            stoi(speech, noisy, sample_rate=16000, extended=extended),
+            pystoi.stoi(speech, noisy, 16000, extended=extended),
+            rtol=1e-12,
+        )
+
+
+def test_identical_signals_score_the_maximum():
+    speech = PROMPTS["asterisk-call-fwd-on-busy"]
+    wide = upsample_to_16k(speech)
+
+    assert_allclose(pesq(speech, speech, sample_rate=8000), PESQ_NB_MAX, atol=1e-3)
+    assert_allclose(pesq(wide, wide, sample_rate=16000), PESQ_WB_MAX, atol=1e-3)
+    # PESQ aligns the levels: a gain on the estimate still scores the maximum.
+    assert_allclose(pesq(speech, 0.01 * speech, sample_rate=8000), PESQ_NB_MAX, atol=1e-3)
+    for extended in (False, True):
+        assert_allclose(
+            stoi(speech, speech, sample_rate=8000, extended=extended), 1.0, atol=1e-9
+        )
+        assert stoi(speech, add_noise(speech, 30), sample_rate=8000, extended=extended) < 1
+
+
+def test_pesq_resamples_other_rates_down_to_a_supported_rate():
+    speech = PROMPTS["asterisk-dir-welcome"]
+    noisy = add_noise(speech, 10)
+
+    # 32 kHz -> 16 kHz, wide-band.
+    speech_32k, noisy_32k = resample_poly(speech, 4, 1), resample_poly(noisy, 4, 1)
+    value = pesq(speech_32k, noisy_32k, sample_rate=32000)
+    assert value == pesq_package.pesq(
+        16000, resample_poly(speech_32k, 1, 2), resample_poly(noisy_32k, 1, 2), "wb"
+    )
+    assert_allclose(
+        value, pesq(upsample_to_16k(speech), upsample_to_16k(noisy), sample_rate=16000), atol=0.01
+    )
+    # 11025 Hz -> 8 kHz (11025 / 8000 = 441 / 320), narrow-band; a whole float rate is fine.
+    speech_11k, noisy_11k = resample_poly(speech, 441, 320), resample_poly(noisy, 441, 320)
+    value = pesq(speech_11k, noisy_11k, sample_rate=11025.0)
+    assert value == pesq_package.pesq(
+        8000, resample_poly(speech_11k, 320, 441), resample_poly(noisy_11k, 320, 441), "nb"
+    )
+    assert_allclose(value, pesq(speech, noisy, sample_rate=8000), atol=0.01)
+
+
+def test_pesq_rate_and_mode_errors():
+    speech = PROMPTS["asterisk-dir-welcome"]
+    with pytest.raises(ValueError, match=r"sample_rate=6000 Hz.*Resample the signals to 8000 Hz"):
+        pesq(speech, speech, sample_rate=6000)
+    for rate in (8000, 11025):
+        with pytest.raises(ValueError, match=r"mode='wb'\) needs sample_rate >= 16000 Hz"):
+            pesq(speech, speech, sample_rate=rate, mode="wb")
+    with pytest.raises(ValueError, match="mode"):
+        pesq(speech, speech, sample_rate=8000, mode="wide")
+    with pytest.raises(TypeError):
+        pesq(speech, speech)  # the rate is required
+    with pytest.raises(TypeError):
+        pesq(speech, speech, 8000)  # keyword-only
+
+
+@pytest.mark.parametrize("metric", [pesq, stoi])
+@pytest.mark.parametrize("sample_rate", [0, -8000, float("nan"), "8000"])
+def test_speech_metrics_reject_invalid_rates(metric, sample_rate):
+    speech = PROMPTS["asterisk-dir-welcome"]
+    with pytest.raises(ValueError, match="sample_rate"):
+        metric(speech, speech, sample_rate=sample_rate)
+
+
+@pytest.mark.parametrize("metric", [pesq, stoi])
+def test_speech_metrics_reject_fractional_rates(metric):
+    speech = PROMPTS["asterisk-dir-welcome"]
+    with pytest.raises(ValueError, match="whole number of Hz; got 8000.5"):
+        metric(speech, speech, sample_rate=8000.5)
+
+
+def _prompt_with(index, value):
+    waveform = PROMPTS["asterisk-dir-welcome"].copy()
+    waveform[index] = value
+    return waveform
+
+
+SPEECH = PROMPTS["asterisk-dir-welcome"]
+
+
+@pytest.mark.parametrize("metric", [pesq, stoi])
+@pytest.mark.parametrize(
+    "reference, estimate, message",
+    [
+        (SPEECH, SPEECH[:-1], r"same length; got 14379 and 14378 samples"),
+        (_prompt_with(100, np.nan), SPEECH, "reference contains NaN"),
+        (SPEECH, _prompt_with(7, np.inf), "estimate contains infinity"),
+        (np.vstack([SPEECH, SPEECH]), np.vstack([SPEECH, SPEECH]), r"1-D waveform.*\(2, 14379\)"),
+        (SPEECH, SPEECH[None, :], r"estimate must be a single 1-D waveform"),
+        ([], [], "0 sample"),
+        (np.zeros_like(SPEECH), SPEECH, "reference is all zero"),
+    ],
+    ids=["lengths", "nan", "inf", "2-D", "row", "empty", "silent-reference"],
+)
+def test_speech_metrics_invalid_waveforms_raise(metric, reference, estimate, message):
+    with pytest.raises(ValueError, match=message):
+        metric(reference, estimate, sample_rate=8000)
+
+
+def test_pesq_errors_of_the_c_code_become_clear_value_errors():
+    speech = PROMPTS["asterisk-dir-welcome"]
+    noise = np.random.default_rng(3).standard_normal(speech.size)
+    # Each case first shows what the package itself does with the pair.
+    cases = [
+        (speech[:1000], speech[:1000], pesq_package.BufferTooShortError, "at least 1/4 s"),
+        (1e-30 * speech, speech, pesq_package.NoUtterancesError, "no utterance"),
+        (speech, 1e-30 * noise, ValueError, "silent at float32 precision"),
+        (speech, np.zeros_like(speech), ValueError, "estimate is all zero"),
+    ]
+    for reference, estimate, raw, message in cases:
+        with pytest.raises(raw):
+            pesq_package.pesq(8000, reference, estimate, "nb")
+        with pytest.raises(ValueError, match=message) as excinfo:
+            pesq(reference, estimate, sample_rate=8000)
+        assert type(excinfo.value) is ValueError
+
+
+def test_stoi_with_too_little_speech_raises_instead_of_returning_a_sentinel():
+    short = PROMPTS["asterisk-dir-welcome"][:3000]
+    with pytest.warns(RuntimeWarning, match="Not enough STFT frames"):
+        assert pystoi.stoi(short, short, 8000) == 1e-5
+    for extended in (False, True):
+        with pytest.raises(ValueError, match="at least 30 frames"):
+            stoi(short, short, sample_rate=8000, extended=extended)
+    # The conversion does not leak: the package still only warns.
+    with pytest.warns(RuntimeWarning, match="Not enough STFT frames"):
+        pystoi.stoi(short, short, 8000)
+
+
+def test_stoi_of_a_silent_estimate_is_the_package_value():
+    speech = PROMPTS["asterisk-call-fwd-on-busy"]
+    silent = np.zeros_like(speech)
+    value = stoi(speech, silent, sample_rate=8000)
+    assert_allclose(value, pystoi.stoi(speech, silent, 8000), atol=1e-12)
+    assert stoi(speech, silent, sample_rate=8000) < 0.01
+
+
+def test_integer_pcm_gives_the_package_value_and_inputs_are_not_modified():
+    _, pcm = wavfile.read(SPEECH_FILES[0])
+    noisy = np.round(add_noise(pcm.astype(np.float64), 15))
+    noisy_pcm = np.clip(noisy, -32768, 32767).astype(np.int16)
+    copies = pcm.copy(), noisy_pcm.copy()
+
+    assert pesq(pcm, noisy_pcm, sample_rate=8000) == pesq_package.pesq(8000, pcm, noisy_pcm, "nb")
+    assert_allclose(
+        stoi(pcm, noisy_pcm, sample_rate=8000),
+        pystoi.stoi(pcm.astype(np.float64), noisy_pcm.astype(np.float64), 8000),
+        rtol=1e-12,
+    )
+    reference = PROMPTS["asterisk-dir-welcome"]
+    estimate = add_noise(reference, 5)
+    before = reference.copy(), estimate.copy()
+    pesq(reference, estimate, sample_rate=16000 * 2)  # resampled inside
+    stoi(reference, estimate, sample_rate=8000, extended=True)
+    for array, copy in zip((pcm, noisy_pcm, reference, estimate), copies + before, strict=True):
+        assert_array_equal(array, copy)
+
+
+@pytest.mark.parametrize(
+    "package, call",
+    [
+        ("pesq", lambda s: pesq(s, s, sample_rate=8000)),
+        ("pystoi", lambda s: stoi(s, s, sample_rate=8000)),
+        ("pystoi", lambda s: stoi(s, s, sample_rate=8000, extended=True)),
+    ],
+    ids=["pesq", "stoi", "estoi"],
+)
+def test_missing_package_raises_an_import_error_naming_the_extra(monkeypatch, package, call):
+    monkeypatch.setitem(sys.modules, package, None)  # makes `import package` fail
+    message = rf"'{package}'.*pip install \"sklearn_unfold\[speech\]\""
+    with pytest.raises(ImportError, match=message):
+        call(PROMPTS["asterisk-dir-welcome"])
+
+
+# --------------------------------------------------------------------------------------
+# Scorers of waveform estimators
+# --------------------------------------------------------------------------------------
+
+
+class NoisyCopy(BaseEstimator):
+    """A fake waveform estimator: each waveform of X plus seeded white noise.
+
+    Scored with X = y = clean speech, its predictions are y + noise at
+    ``-20 log10(noise_level)`` dB SNR. ``predict`` returns a list for list input and a
+    2-D array for 2-D input, like ``SpeechEnhancer``.
+    """
+
+    def __init__(self, noise_level=0.1, sample_rate=8000):
+        self.noise_level = noise_level
+        self.sample_rate = sample_rate
+
+    def fit(self, X, y=None):
+        self.n_utterances_ = len(X)
+        return self
+
+    def predict(self, X):
+        check_is_fitted(self)
+        rng = np.random.default_rng(7)
+        estimates = [
+            x + self.noise_level * np.sqrt(np.mean(np.square(x))) * rng.standard_normal(len(x))
+            for x in X
+        ]
+        return np.array(estimates) if isinstance(X, np.ndarray) else estimates
+
+
+def utterances():
+    """Four real utterances of unequal lengths: the halves of the two prompts."""
+    halves = []
+    for name in sorted(PROMPTS):
+        speech = PROMPTS[name]
+        halves += [speech[: speech.size // 2], speech[speech.size // 2 :]]
+    return halves
+
+
+def equal_length_utterances_16k():
+    """The two prompts cropped to a common length and resampled to 16 kHz, one per row."""
+    n = min(p.size for p in PROMPTS.values())
+    return np.stack([upsample_to_16k(PROMPTS[name][:n]) for name in sorted(PROMPTS)])
+
+
+@pytest.mark.parametrize(
+    "metric, direct",
+    [
+        ("sdr", sdr),
+        ("si_sdr", si_sdr),
+        ("pesq", lambda r, e: pesq_package.pesq(8000, r, e, "nb")),
+        ("stoi", lambda r, e: pystoi.stoi(r, e, 8000)),
+        ("estoi", lambda r, e: pystoi.stoi(r, e, 8000, extended=True)),
+    ],
+)
+def test_waveform_scorer_is_the_mean_over_utterances(metric, direct):
+    speech = utterances()
+    enhancer = NoisyCopy(noise_level=0.2).fit(speech, speech)
+    estimates = enhancer.predict(speech)
+    scores = [direct(r, e) for r, e in zip(speech, estimates, strict=True)]
+    assert np.ptp(scores) > 0  # the utterances differ, so the mean is no single score
+
+    score = make_waveform_scorer(metric)(enhancer, speech, speech)
+    assert_allclose(score, np.mean(scores), rtol=1e-12)
+
+
+def test_ready_made_scorers_score_2d_input_at_the_estimator_rate():
+    wide = equal_length_utterances_16k()
+    enhancer = NoisyCopy(noise_level=0.1, sample_rate=16000).fit(wide, wide)
+    estimates = enhancer.predict(wide)
+    assert isinstance(estimates, np.ndarray) and estimates.shape == wide.shape
+
+    expected_pesq = np.mean([pesq_package.pesq(16000, r, e, "wb") for r, e in zip(wide, estimates)])
+    expected_stoi = np.mean([pystoi.stoi(r, e, 16000) for r, e in zip(wide, estimates)])
+    assert_allclose(pesq_scorer(enhancer, wide, wide), expected_pesq, rtol=1e-12)
+    assert_allclose(stoi_scorer(enhancer, wide, wide), expected_stoi, rtol=1e-12)
+    # y as a list of rows scores the same.
+    assert pesq_scorer(enhancer, wide, list(wide)) == pesq_scorer(enhancer, wide, wide)
+
+
+def test_waveform_scorer_sample_rate_from_the_estimator_then_the_factory():
+    wide = equal_length_utterances_16k()
+    estimates = NoisyCopy(noise_level=0.1).fit(wide).predict(wide)
+    wide_band = np.mean([pesq_package.pesq(16000, r, e, "wb") for r, e in zip(wide, estimates)])
+
+    # The estimator's rate wins over the factory's.
+    told = NoisyCopy(noise_level=0.1, sample_rate=16000).fit(wide)
+    score = make_waveform_scorer("pesq", sample_rate=8000)(told, wide, wide)
+    assert_allclose(score, wide_band, rtol=1e-12)
+    # A fitted sample_rate_ wins over the sample_rate parameter.
+    fitted = NoisyCopy(noise_level=0.1, sample_rate=8000).fit(wide)
+    fitted.sample_rate_ = 16000
+    assert_allclose(pesq_scorer(fitted, wide, wide), wide_band, rtol=1e-12)
+    # Read through a pipeline, from its final step.
+    pipeline = Pipeline([("identity", FunctionTransformer()), ("enhance", told)])
+    assert_allclose(pesq_scorer(pipeline, wide, wide), wide_band, rtol=1e-12)
+    # The estimator does not tell: the factory's rate.
+    untold = NoisyCopy(noise_level=0.1, sample_rate=None).fit(wide)
+    score = make_waveform_scorer("pesq", sample_rate=16000)(untold, wide, wide)
+    assert_allclose(score, wide_band, rtol=1e-12)
+    # Nobody tells.
+    for scorer in (pesq_scorer, stoi_scorer, make_waveform_scorer("estoi")):
+        with pytest.raises(ValueError, match=r"needs the sample rate.*sample_rate=\.\.\."):
+            scorer(untold, wide, wide)
+    # SDR needs no rate.
+    assert make_waveform_scorer("sdr")(untold, wide, wide) > 15
+
+
+def test_speech_scorers_in_grid_search_pick_the_least_noise():
+    speech = utterances()
+    search = GridSearchCV(
+        NoisyCopy(),
+        {"noise_level": [1.0, 0.3, 0.03]},
+        scoring={"pesq": pesq_scorer, "stoi": stoi_scorer, "estoi": make_waveform_scorer("estoi")},
+        refit="pesq",
+        cv=KFold(2),
+        error_score="raise",
+    ).fit(speech, speech)
+
+    assert search.best_params_ == {"noise_level": 0.03}
+    for name in ("pesq", "stoi", "estoi"):
+        means = search.cv_results_[f"mean_test_{name}"]
+        assert np.all(np.diff(means) > 0), (name, means)
+    # Fold 0 tests on the two halves of the first prompt.
+    fold = speech[:2]
+    best = NoisyCopy(noise_level=0.03).fit(fold)
+    assert_allclose(
+        search.cv_results_["split0_test_pesq"][2], pesq_scorer(best, fold, fold), rtol=1e-12
+    )
+    assert search.score(speech, speech) == pesq_scorer(search.best_estimator_, speech, speech)
+
+
+def test_waveform_scorer_errors():
+    speech = utterances()
+    enhancer = NoisyCopy().fit(speech)
+
+    with pytest.raises(ValueError, match="needs y"):
+        pesq_scorer(enhancer, speech, None)
+    with pytest.raises(ValueError, match="returned 4 waveforms for 3 utterances"):
+        stoi_scorer(enhancer, speech, speech[:3])
+    message = rf"list of 1-D waveforms or a 2-D array.*shape \({speech[0].size},\)"
+    with pytest.raises(ValueError, match=message):
+        make_waveform_scorer("sdr")(enhancer, speech, speech[0])
+    with pytest.raises(ValueError, match="y holds no utterance"):
+        make_waveform_scorer("sdr")(enhancer, [], [])
+    with pytest.raises(ValueError, match="same length"):
+        pesq_scorer(enhancer, speech, speech[::-1])  # pairs of unequal lengths
+    with pytest.raises(ValueError, match="metric"):
+        make_waveform_scorer("mos")
+    with pytest.raises(ValueError, match="sample_rate"):
+        make_waveform_scorer("pesq", sample_rate=0)
+
+
+def test_speech_scorers_report_a_missing_package_before_predicting(monkeypatch):
+    speech = utterances()
+    unfitted = NoisyCopy()  # predict would raise NotFittedError
+    monkeypatch.setitem(sys.modules, "pesq", None)
+    monkeypatch.setitem(sys.modules, "pystoi", None)
+    for scorer in (pesq_scorer, stoi_scorer, make_waveform_scorer("estoi", sample_rate=8000)):
+        with pytest.raises(ImportError, match=r"sklearn_unfold\[speech\]"):
+            scorer(unfitted, speech, speech)
+    # SDR and SI-SDR do not need the extra.
+    fitted = NoisyCopy(noise_level=0.1).fit(speech)
+    assert make_waveform_scorer("sdr")(fitted, speech, speech) > 15
+    assert make_waveform_scorer("si_sdr")(fitted, speech, speech) > 15
+
+
+def test_waveform_scorers_pickle_and_repr():
+    speech = utterances()
+    enhancer = NoisyCopy(noise_level=0.3).fit(speech)
+
+    assert repr(pesq_scorer) == "make_waveform_scorer('pesq')"
+    assert repr(stoi_scorer) == "make_waveform_scorer('stoi')"
+    assert repr(make_waveform_scorer()) == "make_waveform_scorer('sdr')"
+    scorer = make_waveform_scorer("estoi", sample_rate=8000)
+    assert repr(scorer) == "make_waveform_scorer('estoi', sample_rate=8000)"
+    for original in (scorer, pesq_scorer):
+        restored = pickle.loads(pickle.dumps(original))
+        assert repr(restored) == repr(original)
+        assert_allclose(
+            restored(enhancer, speech, speech), original(enhancer, speech, speech), rtol=1e-12
+        )
+    public = {"pesq", "stoi", "make_waveform_scorer", "pesq_scorer", "stoi_scorer"}
+    assert public <= set(metrics.__all__)
