@@ -20,7 +20,7 @@ from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 import sklearn_unfold
-from sklearn_unfold import DeepNMF, DiscriminativeNMF, NeuralNMF, SparseNMF, magnitude_sdr, sdr
+from sklearn_unfold import DeepNMF, DiscriminativeNMF, NeuralNMF, SparseNMF, SpeechEnhancer, magnitude_sdr, sdr
 from sklearn_unfold._nmf import network as _nmf_network
 from sklearn_unfold._nmf import trainer as _nmf_trainer
 from sklearn_unfold._nmf import updates as _nmf_updates
@@ -91,6 +91,15 @@ def fitted_estimators():
         Xl, Yl = labels_data()
         cases["UnfoldedMeanField"] = (UnfoldedMeanField(n_layers=2, graph="chain", random_state=0), (Xl, Yl), Xl)
         cases["UnfoldedBP"] = (UnfoldedBP(n_layers=2, graph="chain", lambda_=0.5, random_state=0), (Xl, Yl), Xl)
+    rng = np.random.default_rng(0)
+    clean = np.sin(np.arange(2000) / 5.0)[None, :] * rng.uniform(0.5, 1.0, (4, 1))
+    noisy = clean + 0.3 * rng.standard_normal(clean.shape)
+    cases["SpeechEnhancer"] = (
+        SpeechEnhancer(DeepNMF(**deep_params(n_context=2)), sample_rate=8000, n_context=2, max_frames=0.5,
+                       random_state=0),
+        (noisy, clean),
+        noisy,
+    )
     if PhysicsAwareDeepNMF is not None:
         cases["PhysicsAwareDeepNMF"] = (
             PhysicsAwareDeepNMF(**deep_params(n_trained_layers=3), hankel_size=1), (X, Y), X
@@ -177,7 +186,7 @@ def test_same_random_state_is_bit_identical(name):
         assert_array_equal(outputs(b, args, data)[method], value, err_msg=f"{name}.{method}")
 
 
-THREADED = [name for name in CASES if "n_jobs" in CASES[name][0].get_params()]
+THREADED = [name for name in CASES if {"n_jobs", "batch_size"} <= set(CASES[name][0].get_params(deep=False))]
 
 
 @pytest.mark.parametrize("name", THREADED)
