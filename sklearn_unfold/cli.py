@@ -47,7 +47,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -57,6 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from ._files import atomic_write, writable_dir_problem
 from .exceptions import FitInterruptedWarning
 from .wavfile import _find_wavs, read_wav, resample, write_wav
 
@@ -93,22 +93,6 @@ def _integral_rate(rate):
     if not math.isfinite(value) or value <= 0 or value != round(value):
         return None
     return int(round(value))
-
-
-def _atomic_write(path, write):
-    """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def save_model(enhancer, path):
@@ -164,7 +148,7 @@ def save_model(enhancer, path):
             f"the enhancer's sample_rate must be a positive whole number of Hz; got {enhancer.sample_rate!r}"
         )
     payload = {"model": enhancer, "sklearn_unfold_version": __version__, "sample_rate": rate}
-    _atomic_write(path, lambda f: joblib.dump(payload, f))
+    atomic_write(path, lambda f: joblib.dump(payload, f))
 
 
 def load_model(path):
@@ -543,14 +527,9 @@ def _check_train_args(parser, args):
 
 
 def _check_writable_dir(parser, folder, option):
-    if folder.exists() and not folder.is_dir():
-        parser.error(f"argument {option}: {str(folder)!r} exists and is not a directory")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        parser.error(f"argument {option}: cannot create directory {str(folder)!r}: {exc.strerror or exc}")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        parser.error(f"argument {option}: directory {str(folder)!r} is not writable")
+    problem = writable_dir_problem(folder)
+    if problem:
+        parser.error(f"argument {option}: {problem}")
 
 
 # --------------------------------------------------------------------------

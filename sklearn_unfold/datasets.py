@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 from scipy.io import wavfile
 
+from ._files import atomic_write
 from ._compat import Interval, StrOptions, validate_params
 from .audio import SAMPLE_RATE, mix_at_snr, n_stft_frames, stack_context, stft
 
@@ -177,24 +178,17 @@ def _sha256(path):
 
 
 def _write_manifest(tree, manifest):
-    """Write ``tree/<manifest>`` atomically: readers see no file or a complete one."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{_MANIFEST_NAME}.", dir=tree)
-    try:
-        with os.fdopen(fd, "w") as f:
-            # mkstemp makes it private; a shared cache must be readable by
-            # all, like the files dpkg unpacked.
-            if hasattr(os, "fchmod"):  # POSIX only
-                os.fchmod(f.fileno(), 0o644)
-            json.dump(manifest, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, tree / _MANIFEST_NAME)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``tree/<manifest>`` atomically: readers see no file or a complete one.
+
+    Readable by all, like the files dpkg unpacked (a shared cache).
+    """
+    atomic_write(
+        tree / _MANIFEST_NAME,
+        lambda f: json.dump(manifest, f, indent=1, sort_keys=True),
+        binary=False,
+        readable_by_all=True,
+        sync=True,
+    )
 
 
 def _wav_problem(path):

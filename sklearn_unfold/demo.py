@@ -19,7 +19,6 @@ followed by the commands to install it by hand).
 
 import argparse
 import math
-import os
 import sys
 import time
 import warnings
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import writable_dir_problem
 from ._protocol import (
     N_UTTERANCES,
     evaluate,
@@ -165,14 +165,9 @@ def parse_args(argv=None):
             setattr(args, key, value)
     out = Path(args.out)
     # Checked now rather than when the outputs are written, after minutes of work.
-    if out.exists() and not out.is_dir():
-        parser.error(f"argument --out: {str(out)!r} exists and is not a directory")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        parser.error(f"argument --out: cannot create directory {str(out)!r}: {exc.strerror or exc}")
-    if not os.access(out, os.W_OK | os.X_OK):
-        parser.error(f"argument --out: directory {str(out)!r} is not writable")
+    problem = writable_dir_problem(out)
+    if problem:
+        parser.error(f"argument --out: {problem}")
     args.out = out
     return args
 

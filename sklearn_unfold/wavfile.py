@@ -26,7 +26,6 @@ import fnmatch
 import math
 import os
 import struct
-import tempfile
 import warnings
 from numbers import Integral
 from pathlib import Path
@@ -34,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from scipy.io import wavfile
 from scipy.signal import resample_poly
+
+from ._files import atomic_write
 
 __all__ = ["read_wav", "read_wav_folder", "resample", "write_wav"]
 
@@ -212,18 +213,7 @@ def write_wav(path, x, sample_rate):
             stacklevel=2,
         )
     pcm = np.clip(np.round(x * 32768.0), -32768, 32767).astype("<i2")
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            wavfile.write(f, sample_rate, pcm)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, lambda f: wavfile.write(f, sample_rate, pcm))
 
 
 def _find_wavs(folder, pattern="*.wav"):
