@@ -70,9 +70,9 @@ def ours(K, C, R, T, F, X, y, W_fixed, layers, batch_size, repeat):
     spec = NetworkSpec(n_layers=K, n_trained=C, n_context=T, n_frequencies=F, n_components=R, n_sources=2,
                        beta=1.0, sparsity=1.0)
     scale = safe_scale(X)
-    M = layout.mixture_targets(X, F)
+    M = layout.mixture_targets(X, F, contiguous=True)
     problem = TrainingProblem(
-        spec=spec, M_layers=M, M=M, sources=layout.source_targets(y, T * F, F, 2),
+        spec=spec, M_layers=M, M=M, sources=layout.source_targets(y, T * F, F, 2, contiguous=True),
         H_start=fixed_part(spec, W_fixed, X, scale=scale, batch_size=batch_size),
         mu=spec.mu(scale, X.dtype), weights=(1.0, 0.0), target_beta=2.0,
     )

@@ -361,11 +361,13 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         n_features = X.shape[1]
         F = spec.n_frequencies
         H_start = fixed_part(spec, bases.T, X, scale=scale, batch_size=self.batch_size, n_jobs=self.n_jobs)
-        M = layout.mixture_targets(X, F)
-        sources = layout.source_targets(y, n_features, F, spec.n_sources)
-        M_layers = X.T if spec.context_layers else M
+        M = layout.mixture_targets(X, F, contiguous=True)
+        sources = layout.source_targets(y, n_features, F, spec.n_sources, contiguous=True)
+        M_layers = layout.mixture_targets(X, n_features, contiguous=True) if spec.context_layers else M
         if scale != 1.0:
-            M, M_layers, sources = M / scale, M_layers / scale, [S / scale for S in sources]
+            M_layers = M_layers / scale if M_layers is not M else None
+            M, sources = M / scale, [S / scale for S in sources]
+            M_layers = M if M_layers is None else M_layers
         problem = TrainingProblem(
             spec=spec,
             M_layers=M_layers,

@@ -31,9 +31,10 @@ def is_memmap_backed(X):
 def frame_buffer(n_frames, n_values, dtype, *, like=None):
     """Uninitialized per-frame storage, shape (n_values, n_frames).
 
-    Returned as the transpose of a C-ordered (n_frames, n_values) array, so
-    the frames of a chunk are contiguous. When ``like`` (the data) is memory
-    mapped, the buffer is a ``numpy.memmap`` on an anonymous temporary file
+    In memory it is a C-ordered (n_values, n_frames) array. When ``like``
+    (the data) is memory mapped, it is the transpose of a C-ordered
+    (n_frames, n_values) ``numpy.memmap`` (so the frames of a chunk are
+    contiguous on disk) on an anonymous temporary file
     (deleted when the buffer is garbage collected; ``TMPDIR`` picks the
     folder), so state that grows with the number of frames stays out of
     memory like the data does.
@@ -43,7 +44,9 @@ def frame_buffer(n_frames, n_values, dtype, *, like=None):
         with tempfile.TemporaryFile() as backing:
             buffer = np.memmap(backing, dtype=dtype, mode="w+", shape=shape)
         return buffer.T
-    return np.empty(shape, dtype=dtype).T
+    # In memory: C-ordered in the solvers' (values, frames) orientation, the
+    # layout of every other array they combine it with element-wise.
+    return np.empty((n_values, n_frames), dtype=dtype)
 
 
 def imap_chunks(func, chunks, n_jobs):

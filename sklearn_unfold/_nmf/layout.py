@@ -6,6 +6,10 @@ frames t-T+1, ..., t, the target frame last, shape ``(n_samples, T * F)``.
 source 0 first: ``(n_samples, n_sources * T * F)``.
 """
 
+import numpy as np
+
+from .chunks import is_memmap_backed
+
 
 def n_frequencies_of(n_features, n_context):
     """F from the width of X; a clear error when X cannot hold ``n_context`` stacked frames."""
@@ -27,15 +31,27 @@ def n_sources_of(y, n_features):
     return y.shape[1] // n_features
 
 
-def mixture_targets(X, n_frequencies):
-    """The mixture's target frames, an (F, n_samples) view of X."""
-    return X[:, -n_frequencies:].T
+def _columns(block, contiguous):
+    """``block.T``, as a C-ordered copy when asked, unless the data is memory mapped."""
+    if contiguous and not is_memmap_backed(block):
+        return np.ascontiguousarray(block.T)
+    return block.T
 
 
-def source_targets(y, n_features, n_frequencies, n_sources):
-    """Each source's target frame, a list of (F, n_samples) views of y."""
+def mixture_targets(X, n_frequencies, *, contiguous=False):
+    """The mixture's target frames, (F, n_samples): a view of X, or a C-ordered copy.
+
+    Training copies them (``contiguous=True``, F values per frame, a fraction
+    of X) so that the element-wise work of every epoch runs on contiguous
+    arrays; memory-mapped data stays a view.
+    """
+    return _columns(X[:, -n_frequencies:], contiguous)
+
+
+def source_targets(y, n_features, n_frequencies, n_sources, *, contiguous=False):
+    """Each source's target frame, a list of (F, n_samples) views of y (or copies, see above)."""
     target = n_features - n_frequencies
-    return [y[:, l * n_features + target : (l + 1) * n_features].T for l in range(n_sources)]
+    return [_columns(y[:, l * n_features + target : (l + 1) * n_features], contiguous) for l in range(n_sources)]
 
 
 def source_block(y, n_features, source):

@@ -183,14 +183,32 @@ def wiener_forward(M, W, H, source_slices):
 def fixed_activations(M_ctx, W_fixed, n_iter, beta, mu, exponent):
     """Run the first ``n_iter`` iterations with the fixed context bases.
 
+    For KL (the paper's beta = 1) the iterations reuse one buffer for
+    ``W H`` and ``M / (W H)`` in place: the same operations as
+    :func:`layer_forward`, without a fresh (T F, n) temporary per step.
+
     Returns
     -------
     H : ndarray of shape (n_components, n_frames)
     """
     H = initial_activations(M_ctx, W_fixed)
     W_colsum = W_fixed.sum(axis=0)
+    if beta != 1 or exponent != 1.0 or not n_iter:
+        for _ in range(n_iter):
+            H = layer_forward(M_ctx, W_fixed, H, beta, mu, exponent, W_colsum=W_colsum)
+        return H
+    eps = eps_for(M_ctx.dtype)
+    Q = (W_colsum + mu)[:, np.newaxis]
+    np.maximum(Q, eps, out=Q)
+    buffer = np.empty((W_fixed.shape[0], M_ctx.shape[1]), dtype=np.result_type(W_fixed, H))
     for _ in range(n_iter):
-        H = layer_forward(M_ctx, W_fixed, H, beta, mu, exponent, W_colsum=W_colsum)
+        np.matmul(W_fixed, H, out=buffer)
+        np.maximum(buffer, eps, out=buffer)
+        np.divide(M_ctx, buffer, out=buffer)
+        P = W_fixed.T @ buffer
+        P /= Q
+        P *= H
+        H = P
     return H
 
 
@@ -243,6 +261,21 @@ def forward_chunk(spec, W_fixed, layers, M_ctx, mu, output="sources"):
     return np.vstack([layers[-1][:, sl] @ H[sl] for sl in spec.source_slices])
 
 
+def _frames_as_columns(X_rows, scale):
+    """A chunk of frames (rows of X) as C-ordered columns, divided by ``scale``.
+
+    One copy per chunk: every layer's element-wise work then runs on
+    contiguous arrays of one layout (a transposed view of row-major X made
+    ``M / (W H)`` several times slower).
+    """
+    M = np.ascontiguousarray(X_rows.T)
+    if scale != 1.0:
+        if np.shares_memory(M, X_rows):
+            M = M.copy()
+        M /= scale
+    return M
+
+
 def output_width(spec, output):
     if output == "activations":
         return spec.n_sources * spec.n_components
@@ -266,11 +299,11 @@ def run_network(spec, W_fixed, layers, X, *, output="sources", batch_size=None, 
     """
     scale = safe_scale(X)
     mu = spec.mu(scale, X.dtype)
-    W_fixed = W_fixed.astype(X.dtype, copy=False)
+    W_fixed = np.ascontiguousarray(W_fixed, dtype=X.dtype)
     layers = [np.ascontiguousarray(W, dtype=X.dtype) for W in layers]
 
     def one(chunk):
-        M_ctx = X[chunk].T if scale == 1.0 else X[chunk].T / scale
+        M_ctx = _frames_as_columns(X[chunk], scale)
         out = forward_chunk(spec, W_fixed, layers, M_ctx, mu, output).T
         return out if scale == 1.0 else out * scale
 
@@ -286,13 +319,13 @@ def fixed_part(spec, W_fixed, X, *, scale=1.0, batch_size=None, n_jobs=None):
     :func:`~.chunks.frame_buffer` (a temporary file when X is memory mapped),
     on ``X / scale``.
     """
-    W_fixed = W_fixed.astype(X.dtype, copy=False)
+    W_fixed = np.ascontiguousarray(W_fixed, dtype=X.dtype)
     mu = spec.mu(scale, X.dtype)
     chunks = frame_chunks(X.shape[0], batch_size)
     H_start = frame_buffer(X.shape[0], W_fixed.shape[1], X.dtype, like=X)
 
     def one(chunk):
-        M_ctx = X[chunk].T if scale == 1.0 else X[chunk].T / scale
+        M_ctx = _frames_as_columns(X[chunk], scale)
         return fixed_activations(M_ctx, W_fixed, spec.n_fixed, spec.beta, mu, spec.exponent)
 
     for chunk, part in zip(chunks, imap_chunks(one, chunks, n_jobs)):
