@@ -82,6 +82,55 @@ class Graph:
             )
         return self._cache[key]
 
+    def cached(self, key, make):
+        """``make()`` computed once per graph and kept (index arrays, sparse operators)."""
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def node_edge_matrix(self, which, dtype):
+        """CSR ``(n_nodes, 2 E)`` matrix with a 1 at ``(dst[e], e)`` (``which="dst"``) or ``(src[e], e)``.
+
+        ``M @ x`` with ``x`` of shape ``(2 E, n_samples)`` (edge-major) sums each
+        node's incoming (or outgoing) directed-edge values: the sparse edge
+        reductions of message passing as one matrix product.
+        """
+        def make():
+            rows = self.dst if which == "dst" else self.src
+            n_dir = 2 * self.n_edges
+            return sp.csr_array(
+                (np.ones(n_dir, dtype=dtype), (rows, np.arange(n_dir))),
+                shape=(self.n_nodes, n_dir),
+            )
+
+        return self.cached(("node_edge", which, np.dtype(dtype).str), make)
+
+    def coupling_operator(self, coupling, dense):
+        """Matrix ``A`` with ``A[dst[e], src[e]] = coupling[e]`` over the ``2 E`` directed edges.
+
+        ``A @ mu`` (``mu`` of shape ``(n_nodes, n_samples)``) is the summed
+        mean-field message ``sum_j a_ij mu_j`` at every node.  Dense
+        ``ndarray`` if ``dense`` else a CSR array; the CSR structure (rows by
+        destination, columns by source) is built once per graph.
+        """
+        coupling = np.asarray(coupling)
+        N = self.n_nodes
+        if dense:
+            A = np.zeros((N, N), dtype=coupling.dtype)
+            src, dst = self.cached("src", lambda: self.src), self.cached("dst", lambda: self.dst)
+            A[dst, src] = coupling
+            return A
+
+        def make():
+            src, dst = self.src, self.dst
+            order = np.lexsort((src, dst))
+            indptr = np.zeros(N + 1, dtype=np.intp)
+            np.cumsum(np.bincount(dst, minlength=N), out=indptr[1:])
+            return order, src[order], indptr
+
+        order, indices, indptr = self.cached("coupling_csr", make)
+        return sp.csr_array((coupling[order], indices, indptr), shape=(N, N))
+
     def sum_incoming(self, messages):
         """Sum of messages arriving at each node: ``out[:, i] = sum_j messages[:, j->i]``.
 

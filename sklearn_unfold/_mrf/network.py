@@ -34,6 +34,19 @@ un-unfolded network).  Keys:
 ``dense``     (L, N, F) optional;
 ``schedule``  (L, 1) or (L, 2E) optional logits ``z``, ``alpha = sigmoid(z)``;
 ``lambda``    (L,) for ``kind="bp"``.
+
+Layout and speed: internally every array is *edge-major* or *node-major*,
+``(2E, n_samples)`` and ``(N, n_samples)``, so that gathering a node value for
+every edge is a copy of whole rows and summing the messages that arrive at
+each node is one sparse matrix product (:meth:`.Graph.node_edge_matrix`).
+Mean-field layers without a per-edge schedule never form per-edge arrays:
+``sum_j a_ij mu_j`` is ``A mu`` with the (sparse or dense) coupling matrix,
+and the coupling gradient is read off ``g mu^T``.  Sum-product style BP
+messages (finite ``kappa``, ``lambda > 0``) use fused in-place kernels built
+on NumPy's vectorized ``exp``/``log1p``; the remaining cases (max-product,
+``lambda = 0``, a trained lambda, ``|lambda kappa a| > 50``) call the
+reference functions of :mod:`.belief_propagation` and :mod:`.mean_field`.
+:class:`Trace` still hands out ``(n_samples, ...)`` arrays.
 """
 
 from dataclasses import dataclass
@@ -44,6 +57,7 @@ from scipy.special import expit
 from .belief_propagation import bp_message, bp_message_grad
 from .graphs import Graph
 from .mean_field import mf_message, mf_message_grad
+from .power_mean import _BIG, fast_expit
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,7 +85,6 @@ class NetworkSpec:
     symmetric: bool = True
 
 
-@dataclass(eq=False)
 class Trace:
     """What the forward pass keeps for the backward pass (and for inspection).
 
@@ -83,16 +96,61 @@ class Trace:
         Scheduled messages ``r~^0 .. r~^K``.
     raw_messages : list of ndarray
         Unscheduled messages ``r^1 .. r^K``.
+
+    The arrays are transposed views of the edge-major / node-major arrays the
+    network works with; mean-field layers without a per-edge schedule form
+    their per-edge messages only when ``messages`` is read.
     """
 
-    eta: list
-    messages: list
-    raw_messages: list
+    def __init__(self, spec, params):
+        self._spec = spec
+        self._params = params
+        self.eta_t = []  # (N, n) per layer, eta^0 .. eta^K
+        self.mu_t = []  # (N, n) sigmoid(eta^(k-1)), node-level mean field only
+        self.rt_t = []  # (2E, n) scheduled messages r~^0 .. r~^K, per-edge path only
+        self.r_t = []  # (2E, n) raw messages r^1 .. r^K, per-edge path only
+        self.cavity_t = []  # (2E, n) BP cavity log-odds d^1 .. d^K, fast BP only
+
+    def _reset(self):
+        for name in ("eta_t", "mu_t", "rt_t", "r_t", "cavity_t"):
+            setattr(self, name, [])
+
+    @property
+    def eta(self):
+        return [e.T for e in self.eta_t]
+
+    def _node_level_messages(self):
+        # r^k = a^k * sigmoid(eta^(k-1))[src] (mean field, no schedule: r~ = r).
+        src = _indices(self._spec.graph)[0]
+        out = []
+        for k, mu in enumerate(self.mu_t):
+            c = _coupling(self._params, self._spec, k)
+            out.append((c[:, None] * mu[src]).T)
+        return out
+
+    @property
+    def messages(self):
+        if self.rt_t or not self.mu_t:
+            return [m.T for m in self.rt_t]
+        raw = self._node_level_messages()
+        n = self.eta_t[-1].shape[1]
+        return [np.zeros((n, 2 * self._spec.graph.n_edges), dtype=self.eta_t[-1].dtype)] + raw
+
+    @property
+    def raw_messages(self):
+        if self.r_t or not self.mu_t:
+            return [m.T for m in self.r_t]
+        return self._node_level_messages()
 
 
 def _at(array, k):
     """Layer ``k`` of a parameter array (layer 0 if the parameter is tied)."""
     return k if array.shape[0] > 1 else 0
+
+
+def _indices(graph):
+    """``src, dst, reverse, E`` of a graph, computed once per graph."""
+    return graph.cached("indices", lambda: (graph.src, graph.dst, graph.reverse, graph.n_edges))
 
 
 def layer_field(params, k, X):
@@ -112,12 +170,27 @@ def layer_field(params, k, X):
     return f
 
 
-def _field_grad(grads, params, k, X, g_eta):
-    grads["bias"][_at(params["bias"], k)] += g_eta.sum(axis=0)
+def _layer_field_t(params, k, XT, dtype):
+    """:func:`layer_field` transposed: ``(n_nodes, n_samples)``, from ``XT = X.T``."""
+    bias = params["bias"][_at(params["bias"], k)]
+    f = np.empty((bias.shape[0], XT.shape[1]), dtype=dtype)
+    f[...] = bias[:, None]
     if "local" in params:
-        grads["local"][_at(params["local"], k)] += np.sum(g_eta[:, : X.shape[1]] * X, axis=0)
+        local = params["local"][_at(params["local"], k)]
+        f[: local.shape[0]] += local[:, None] * XT
     if "dense" in params:
-        grads["dense"][_at(params["dense"], k)] += g_eta.T @ X
+        f += params["dense"][_at(params["dense"], k)] @ XT
+    return f
+
+
+def _field_grad(grads, params, k, XT, g_eta):
+    """Accumulate the field's parameter gradients; ``XT``, ``g_eta`` node-major."""
+    grads["bias"][_at(params["bias"], k)] += g_eta.sum(axis=1)
+    if "local" in params:
+        F = XT.shape[0]
+        grads["local"][_at(params["local"], k)] += np.einsum("ij,ij->i", g_eta[:F], XT)
+    if "dense" in params:
+        grads["dense"][_at(params["dense"], k)] += g_eta @ XT.T
 
 
 def _coupling(params, spec, k):
@@ -142,6 +215,91 @@ def _message(spec, coupling, eta_src, rho_rev, lam):
     return bp_message(coupling, eta_src, rho_rev, lam, spec.kappa)
 
 
+def _node_level(spec, params):
+    """Mean field without a per-edge schedule: layers are ``A mu`` products."""
+    return spec.kind == "mf" and "schedule" not in params
+
+
+def _dense_coupling(graph):
+    """Whether ``A mu`` is cheaper as a dense product than a sparse one."""
+    # A dense (N x N) BLAS product runs ~10-20x more multiply-adds per second
+    # than a CSR product; RBM-like latent units make A fairly dense.
+    return graph.n_nodes**2 <= 16 * 2 * graph.n_edges
+
+
+def _fast_bp(spec, lam, coupling):
+    """Per-edge constants of the fused BP kernel, or None for the reference path."""
+    kappa = spec.kappa
+    if spec.kind != "bp" or not np.isfinite(kappa) or lam is None:
+        return None
+    s = lam * kappa
+    if not s > 0:
+        return None
+    delta = s * coupling
+    mag = np.abs(delta)
+    if mag.size and np.max(mag) > _BIG:
+        return None
+    sign = np.where(delta < 0, -1, 1).astype(delta.dtype)
+    zero = mag == 0
+    ratio = np.where(zero, 1, -np.expm1(-delta) / np.where(zero, 1, delta))
+    return {
+        "kappa": kappa,
+        "s": s,
+        "delta": delta[:, None],
+        "neg_sign": -sign[:, None],
+        "em": np.expm1(mag)[:, None],
+        "c0": (coupling * (1 - sign) / 2)[:, None],
+        # 1 for every nonzero edge when s = 1 (em = 0 on zero edges anyway)
+        "c1": None if s == 1 else (coupling * sign / np.where(zero, 1, mag))[:, None],
+        "w": (coupling * ratio)[:, None],
+    }
+
+
+def _cavity(etaT, rtT, src, E, kappa, s):
+    """Edge-major ``d = kappa eta[src] - s r~[reverse]`` (the reverse swaps the halves)."""
+    d = np.take(etaT, src, axis=0)
+    if kappa != 1:
+        d *= kappa
+    if s == 1:
+        d[:E] -= rtT[E:]
+        d[E:] -= rtT[:E]
+    else:
+        d[:E] -= s * rtT[E:]
+        d[E:] -= s * rtT[:E]
+    return d
+
+
+def _fast_bp_message(d, c):
+    """``r = c0 + c1 log1p(em / (1 + exp(-sign d)))``: eq. (61) via :func:`.power_mean.scaled_power_mean_g`."""
+    r = np.multiply(d, c["neg_sign"])
+    with np.errstate(over="ignore"):
+        np.exp(r, out=r)
+    r += 1
+    np.divide(c["em"], r, out=r)
+    np.log1p(r, out=r)
+    if c["c1"] is not None:
+        r *= c["c1"]
+    r += c["c0"]
+    return r
+
+
+def _fast_bp_grad(g_r, d, c):
+    """Backward of :func:`_fast_bp_message`: ``(grad_coupling, grad_d)``.
+
+    ``dr/da = sigmoid(d + s a)``; ``dr/dd = a sigmoid(d + s a) sigmoid(-d) ratio``
+    (:func:`.power_mean.power_mean_g_dd`).
+    """
+    t = np.add(d, c["delta"])
+    fast_expit(t, out=t)
+    t *= g_r
+    grad_coupling = t.sum(axis=1)
+    q = np.negative(d)
+    fast_expit(q, out=q)
+    t *= q
+    t *= c["w"]
+    return grad_coupling, t
+
+
 def forward(params, spec, X, keep_trace=True):
     """Run the K unfolded layers.
 
@@ -164,22 +322,61 @@ def forward(params, spec, X, keep_trace=True):
         With ``keep_trace=False``, only the last layer's beliefs and messages.
     """
     g = spec.graph
-    src, rev = g.src, g.reverse
-    eta = layer_field(params, 0, X)
-    rt = np.zeros((X.shape[0], 2 * g.n_edges), dtype=eta.dtype)
-    trace = Trace([eta], [rt], [])
+    src, _, rev, E = _indices(g)
+    X = np.asarray(X)
+    XT = np.ascontiguousarray(X.T)
+    dtype = layer_field(params, 0, X[:0]).dtype
+    etaT = _layer_field_t(params, 0, XT, dtype)
+    trace = Trace(spec, params)
+    trace.eta_t.append(etaT)
+    node_level = _node_level(spec, params)
+    if node_level:
+        dense = _dense_coupling(g)
+        operators = {}
+        for k in range(spec.n_layers):
+            key = _at(params["coupling"], k)
+            if key not in operators:
+                c = _coupling(params, spec, k).astype(dtype, copy=False)
+                operators[key] = g.coupling_operator(c, dense)
+            mu = fast_expit(etaT)
+            etaT = _layer_field_t(params, k, XT, dtype)
+            etaT += operators[key] @ mu
+            if not keep_trace:
+                trace._reset()
+            trace.mu_t.append(mu)
+            trace.eta_t.append(etaT)
+        return etaT.T, trace
+    S_dst = g.node_edge_matrix("dst", dtype)
+    rtT = np.zeros((2 * E, X.shape[0]), dtype=dtype)
+    trace.rt_t.append(rtT)
     for k in range(spec.n_layers):
-        rho_rev = rt[:, rev] if spec.kind == "bp" else None
-        r = _message(spec, _coupling(params, spec, k), eta[:, src], rho_rev, _lam(params, k))
+        coupling = _coupling(params, spec, k)
+        lam = _lam(params, k)
+        fast = _fast_bp(spec, lam, coupling.astype(dtype, copy=False))
+        d = None
+        if fast is not None:
+            d = _cavity(etaT, rtT, src, E, fast["kappa"], fast["s"])
+            r = _fast_bp_message(d, fast)
+        else:
+            rho_rev = rtT[rev].T if spec.kind == "bp" else None
+            r = _message(spec, coupling, etaT[src].T, rho_rev, lam).T
         alpha = _alpha(params, k)
-        rt = r if alpha is None else alpha * r + (1 - alpha) * rt
-        eta = layer_field(params, k, X) + g.sum_incoming(rt)
+        if alpha is not None:
+            alpha = alpha[:, None]
+            r_sched = alpha * r
+            r_sched += (1 - alpha) * rtT
+            rtT = r_sched
+        else:
+            rtT = r
+        etaT = _layer_field_t(params, k, XT, dtype)
+        etaT += S_dst @ rtT
         if not keep_trace:
-            trace = Trace([], [], [])
-        trace.eta.append(eta)
-        trace.messages.append(rt)
-        trace.raw_messages.append(r)
-    return eta, trace
+            trace._reset()
+        trace.eta_t.append(etaT)
+        trace.rt_t.append(rtT)
+        trace.r_t.append(r)
+        trace.cavity_t.append(d)
+    return etaT.T, trace
 
 
 def backward(params, spec, X, trace, grad_eta, need_lambda=True):
@@ -202,44 +399,90 @@ def backward(params, spec, X, trace, grad_eta, need_lambda=True):
         Same keys and shapes as ``params``.
     """
     g = spec.graph
-    src, dst, rev = g.src, g.dst, g.reverse
-    E = g.n_edges
+    src, dst, rev, E = _indices(g)
+    XT = np.ascontiguousarray(np.asarray(X).T)
     grads = {key: np.zeros_like(value) for key, value in params.items()}
-    g_rt = np.zeros_like(trace.messages[-1])
+    g_eta = np.ascontiguousarray(np.asarray(grad_eta).T)
+    dtype = trace.eta_t[-1].dtype
+    if trace.mu_t and not trace.rt_t:
+        dense = _dense_coupling(g)
+        operators = {}
+        for k in range(spec.n_layers - 1, -1, -1):
+            _field_grad(grads, params, k, XT, g_eta)
+            mu = trace.mu_t[k]
+            # d eta^k / d a_e = mu[src_e] at dst_e: per-edge sums over samples.
+            if dense:
+                g_a = (g_eta @ mu.T)[dst, src]
+            else:
+                g_a = np.einsum("ij,ij->i", g_eta[dst], mu[src])
+            grads["coupling"][_at(params["coupling"], k)] += (
+                (g_a[:E] + g_a[E:]) if spec.symmetric else g_a
+            )
+            key = _at(params["coupling"], k)
+            if key not in operators:
+                c = _coupling(params, spec, k).astype(dtype, copy=False)
+                A = g.coupling_operator(c, dense)
+                operators[key] = A.T if dense or not spec.symmetric else A
+            back = operators[key] @ g_eta
+            back *= mu
+            back *= 1 - mu
+            g_eta = back
+        _field_grad(grads, params, 0, XT, g_eta)
+        return grads
+    S_src = g.node_edge_matrix("src", dtype)
+    g_rt = np.zeros_like(trace.rt_t[-1])
     for k in range(spec.n_layers - 1, -1, -1):
-        eta_prev, rt_prev, r = trace.eta[k], trace.messages[k], trace.raw_messages[k]
+        eta_prev, rt_prev, r = trace.eta_t[k], trace.rt_t[k], trace.r_t[k]
         # eta^k = f^k + sum_incoming(r~^k)
-        _field_grad(grads, params, k, X, grad_eta)
-        g_rt = g_rt + grad_eta[:, dst]
+        _field_grad(grads, params, k, XT, g_eta)
+        g_rt += np.take(g_eta, dst, axis=0)
         # r~^k = alpha r^k + (1 - alpha) r~^(k-1)
         alpha = _alpha(params, k)
         if alpha is None:
             g_r, g_rt = g_rt, np.zeros_like(g_rt)
         else:
-            g_alpha = np.sum(g_rt * (r - rt_prev), axis=0) * alpha * (1 - alpha)
+            g_alpha = np.einsum("ij,ij->i", g_rt, r - rt_prev) * alpha * (1 - alpha)
             z = grads["schedule"][_at(params["schedule"], k)]
             z += g_alpha if z.shape == g_alpha.shape else g_alpha.sum(keepdims=True)
+            alpha = alpha[:, None]
             g_r, g_rt = alpha * g_rt, (1 - alpha) * g_rt
         # r^k = msg(a^k, eta^(k-1)[src], r~^(k-1)[rev])
         coupling = _coupling(params, spec, k)
-        if spec.kind == "mf":
-            g_a, g_src = mf_message_grad(g_r, coupling, eta_prev[:, src])
+        lam = _lam(params, k)
+        d = trace.cavity_t[k]
+        if d is not None and not need_lambda:
+            fast = _fast_bp(spec, lam, coupling.astype(dtype, copy=False))
+            g_a, grad_d = _fast_bp_grad(g_r, d, fast)
+            s = fast["s"]
+            if s == 1:
+                g_rt[:E] -= grad_d[E:]
+                g_rt[E:] -= grad_d[:E]
+            else:
+                g_rt[:E] -= s * grad_d[E:]
+                g_rt[E:] -= s * grad_d[:E]
+            if fast["kappa"] != 1:
+                grad_d *= fast["kappa"]
+            g_src = grad_d
+        elif spec.kind == "mf":
+            g_a, g_src = mf_message_grad(g_r.T, coupling, eta_prev[src].T)
+            g_src = g_src.T
         else:
             g_a, g_src, g_rho, g_lam = bp_message_grad(
-                g_r,
+                g_r.T,
                 coupling,
-                eta_prev[:, src],
-                rt_prev[:, rev],
-                _lam(params, k),
+                eta_prev[src].T,
+                rt_prev[rev].T,
+                lam,
                 spec.kappa,
                 need_lambda=need_lambda,
             )
-            g_rt = g_rt + g_rho[:, rev]
+            g_rt += g_rho.T[rev]
+            g_src = g_src.T
             grads["lambda"][_at(params["lambda"], k)] += g_lam
         grads["coupling"][_at(params["coupling"], k)] += (
             (g_a[:E] + g_a[E:]) if spec.symmetric else g_a
         )
-        grad_eta = g.sum_outgoing(g_src)
+        g_eta = S_src @ g_src
     # eta^0 = f^1; r~^0 = 0 is a constant.
-    _field_grad(grads, params, 0, X, grad_eta)
+    _field_grad(grads, params, 0, XT, g_eta)
     return grads
