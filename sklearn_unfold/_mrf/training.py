@@ -129,8 +129,27 @@ def loss_and_grad(params, spec, X, Y, *, l2=0.0, need_lambda=True):
     return loss, grads
 
 
-def predict_log_odds(params, spec, X, batch_size=1024):
-    """Output beliefs ``eta^K`` for ``X``, in chunks of rows to bound memory."""
+def _auto_batch_size(spec, params):
+    """Rows per forward chunk keeping the per-edge work arrays in a core's L2 cache.
+
+    Per-edge layers hold several ``(2E, rows)`` arrays: about 2**16 values each
+    (256 KiB in float32) measured fastest, 2-3x faster than 1024 rows on a
+    16x16 grid.  Node-level mean-field layers only hold ``(N, rows)`` arrays.
+    """
+    g = spec.graph
+    width = g.n_nodes if spec.kind == "mf" and "schedule" not in params else 2 * g.n_edges
+    return int(min(1024, max(16, 2**16 // max(width, 1))))
+
+
+def predict_log_odds(params, spec, X, batch_size=None):
+    """Output beliefs ``eta^K`` for ``X``, in chunks of rows to bound memory.
+
+    ``batch_size=None`` picks the chunk from the graph's size (16 to 1024 rows,
+    see :func:`_auto_batch_size`); the rows are independent, so the chunk
+    changes nothing but rounding in the matrix products.
+    """
+    if batch_size is None:
+        batch_size = _auto_batch_size(spec, params)
     parts = [
         forward(params, spec, X[i : i + batch_size], keep_trace=False)[0]
         for i in range(0, X.shape[0], batch_size)
