@@ -298,3 +298,108 @@ def test_float32_forward_and_backward(kind):
     for key in g64:
         assert g32[key].dtype == np.float32
         np.testing.assert_allclose(g32[key], g64[key], atol=1e-4)
+
+
+# -- the fast paths (issue 13): fused BP kernels, node-level mean field --------
+def _check_gradients_fixed_lambda(params, spec, X, Y, h=1e-6, rtol=1e-5):
+    """Finite differences with ``need_lambda=False`` (what fit uses for a fixed lambda)."""
+    _, grads = loss_and_grad(params, spec, X, Y, l2=0.1, need_lambda=False)
+    for key, value in params.items():
+        if key == "lambda":
+            np.testing.assert_array_equal(grads[key], 0.0)
+            continue
+        numeric = np.zeros_like(value)
+        for idx in np.ndindex(value.shape):
+            old = value[idx]
+            value[idx] = old + h
+            lp, _ = loss_and_grad(params, spec, X, Y, l2=0.1, need_lambda=False)
+            value[idx] = old - h
+            lm, _ = loss_and_grad(params, spec, X, Y, l2=0.1, need_lambda=False)
+            value[idx] = old
+            numeric[idx] = (lp - lm) / (2 * h)
+        scale = max(np.max(np.abs(numeric)), 1e-3)
+        np.testing.assert_allclose(grads[key], numeric, atol=rtol * scale, err_msg=key)
+
+
+@pytest.mark.parametrize(
+    "kappa, schedule, symmetric, lambdas",
+    [(1.0, "none", True, [1.0]), (1.0, "edge", False, [0.7, 1.0, 1.3]),
+     (2.5, "layer", True, [0.6]), (0.6, "none", False, [1e-7])],
+)
+def test_fixed_lambda_gradients_match_finite_differences(kappa, schedule, symmetric, lambdas):
+    # need_lambda=False takes the fused BP backward kernel.
+    rng = np.random.RandomState(11)
+    graph = grid_graph((2, 3), 8)
+    spec = NetworkSpec(graph, 3, kind="bp", kappa=kappa, symmetric=symmetric)
+    params = init_params(spec, 6, observation="local+dense", schedule=schedule,
+                         lambdas=np.array(lambdas), random_state=rng)
+    for key in params:
+        if key != "lambda":
+            params[key] += 0.5 * rng.randn(*params[key].shape)
+    X = rng.randn(4, 6)
+    Y = (rng.rand(4, 6) > 0.5).astype(float)
+    _check_gradients_fixed_lambda(params, spec, X, Y)
+
+
+@pytest.mark.parametrize("kind", ["mf", "bp"])
+def test_fixed_lambda_gradients_equal_full_backward(kind):
+    # The fused kernels give the reference backward's gradients (all but lambda).
+    rng = np.random.RandomState(12)
+    graph = grid_graph((3, 4))
+    spec = NetworkSpec(graph, 4, kind=kind)
+    params = init_params(spec, 12, observation="local", lambdas=np.ones(1), random_state=rng)
+    params["coupling"] += rng.randn(*params["coupling"].shape)
+    X = rng.randn(6, 12)
+    Y = (rng.rand(6, 12) > 0.5).astype(float)
+    _, fast = loss_and_grad(params, spec, X, Y, need_lambda=False)
+    _, full = loss_and_grad(params, spec, X, Y, need_lambda=True)
+    for key in params:
+        if key != "lambda":
+            np.testing.assert_allclose(fast[key], full[key], rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("kind", ["mf", "bp"])
+def test_trace_messages_of_the_fast_paths(kind):
+    # Trace.messages[k] is r~^k of shape (n_samples, 2E), also where the
+    # network never forms per-edge arrays (mean field without a schedule).
+    rng = np.random.RandomState(13)
+    graph = grid_graph((3, 3))
+    spec = NetworkSpec(graph, 3, kind=kind)
+    params = tied_params(graph, rng, 2, kind=kind)
+    X = rng.randn(4, 2)
+    eta, trace = forward(params, spec, X)
+    assert len(trace.messages) == 4 and len(trace.raw_messages) == 3 and len(trace.eta) == 4
+    np.testing.assert_array_equal(trace.messages[0], 0.0)
+    for k in range(3):
+        m = trace.messages[k + 1]
+        assert m.shape == (4, 2 * graph.n_edges)
+        np.testing.assert_allclose(trace.eta[k + 1], trace.eta[0] + graph.sum_incoming(m), rtol=1e-12)
+    np.testing.assert_array_equal(trace.eta[-1], eta)
+
+
+def test_fitted_style_repeated_layers_equal_tied_ones():
+    # Constants are cached by layer content: repeated (tied-as-fitted) layers
+    # and distinct layers both give the reference result.
+    rng = np.random.RandomState(14)
+    graph = grid_graph((3, 3))
+    spec = NetworkSpec(graph, 3, kind="bp")
+    tied = init_params(spec, 9, observation="local", tied=("coupling",), lambdas=np.ones(1),
+                       random_state=rng)
+    repeated = {**tied, "coupling": np.repeat(tied["coupling"], 3, axis=0), "lambda": np.ones(3)}
+    X = rng.randn(5, 9)
+    np.testing.assert_allclose(forward(repeated, spec, X)[0], forward(tied, spec, X)[0], rtol=1e-14)
+    distinct = {**repeated, "coupling": repeated["coupling"] * np.array([[1.0], [0.5], [2.0]])}
+    eta = forward(distinct, spec, X)[0]
+    # Reference: the per-edge message function, layer by layer.
+    from sklearn_unfold._mrf.belief_propagation import bp_message
+
+    def field(k):
+        return distinct["bias"][k] + distinct["local"][k] * X
+
+    ref, rt = field(0), np.zeros((5, 2 * graph.n_edges))
+    for k in range(3):
+        c = np.concatenate([distinct["coupling"][k]] * 2)
+        rt = bp_message(c, ref[:, graph.src], rt[:, graph.reverse], 1.0)
+        ref = field(k) + graph.sum_incoming(rt)
+    np.testing.assert_allclose(eta, ref, rtol=1e-12)
+    assert np.max(np.abs(eta - forward(tied, spec, X)[0])) > 1e-3

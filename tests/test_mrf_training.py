@@ -123,3 +123,16 @@ def test_latent_units_are_not_in_the_loss():
             lm, _ = loss_and_grad(params, spec, X, Y)
             params[key][idx] = old
             assert grads[key][idx] == pytest.approx((lp - lm) / (2 * h), abs=1e-7)
+
+
+@pytest.mark.parametrize("kind", ["mf", "bp"])
+def test_predict_log_odds_chunks_change_nothing_but_rounding(kind):
+    # batch_size=None picks the chunk from the graph; any chunk gives the same rows.
+    rng = np.random.RandomState(3)
+    graph = with_latent_units(grid_graph((4, 4)), 2)
+    spec = NetworkSpec(graph, 4, kind=kind)
+    params = init_params(spec, 16, observation="local", lambdas=np.ones(1), random_state=rng)
+    X = rng.randn(700, 16)
+    whole = forward(params, spec, X)[0]
+    for batch_size in (None, 1, 33, 1024):
+        np.testing.assert_allclose(predict_log_odds(params, spec, X, batch_size), whole, rtol=1e-12, atol=1e-12)

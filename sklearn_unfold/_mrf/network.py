@@ -469,16 +469,16 @@ def backward(params, spec, X, trace, grad_eta, need_lambda=True):
         _field_grad(grads, params, 0, XT, g_eta)
         return grads
     S_src = g.node_edge_matrix("src", dtype)
-    g_rt = np.zeros_like(trace.rt_t[-1])
+    g_rt = None  # d loss / d r~^k, None while it is zero
     for k in range(spec.n_layers - 1, -1, -1):
         eta_prev, rt_prev, r = trace.eta_t[k], trace.rt_t[k], trace.r_t[k]
         # eta^k = f^k + sum_incoming(r~^k)
         _field_grad(grads, params, k, XT, g_eta)
-        g_rt += g_eta[dst]
+        g_rt = g_eta[dst] if g_rt is None else g_rt + g_eta[dst]
         # r~^k = alpha r^k + (1 - alpha) r~^(k-1)
         alpha = _alpha(params, k)
         if alpha is None:
-            g_r, g_rt = g_rt, np.zeros_like(g_rt)
+            g_r, g_rt = g_rt, None
         else:
             g_alpha = _row_sums(g_rt * (r - rt_prev)) * alpha * (1 - alpha)
             z = grads["schedule"][_at(params["schedule"], k)]
@@ -492,13 +492,12 @@ def backward(params, spec, X, trace, grad_eta, need_lambda=True):
         if d is not None and not need_lambda:
             fast = _fast_constants(trace.fast, spec, params, k, dtype, X.shape[0])
             g_a, grad_d = _fast_bp_grad(g_r, d, fast)
+            # d r / d r~[reverse] = -s d r / d d: swap the halves back.
             s = fast["s"]
-            if s == 1:
-                g_rt[:E] -= grad_d[E:]
-                g_rt[E:] -= grad_d[:E]
-            else:
-                g_rt[:E] -= s * grad_d[E:]
-                g_rt[E:] -= s * grad_d[:E]
+            g_rho = np.empty_like(grad_d)
+            np.multiply(grad_d[E:], -s, out=g_rho[:E])
+            np.multiply(grad_d[:E], -s, out=g_rho[E:])
+            g_rt = g_rho if g_rt is None else g_rt + g_rho
             if fast["kappa"] != 1:
                 grad_d *= fast["kappa"]
             g_src = grad_d
@@ -515,7 +514,7 @@ def backward(params, spec, X, trace, grad_eta, need_lambda=True):
                 spec.kappa,
                 need_lambda=need_lambda,
             )
-            g_rt += g_rho.T[rev]
+            g_rt = g_rho.T[rev] if g_rt is None else g_rt + g_rho.T[rev]
             g_src = g_src.T
             grads["lambda"][_at(params["lambda"], k)] += g_lam
         grads["coupling"][_at(params["coupling"], k)] += (

@@ -44,8 +44,20 @@ def fast_expit(x, out=None):
 
 
 def softplus(x):
-    """``log(1 + exp(x))`` without overflow."""
-    return np.logaddexp(0, x)
+    """``log(1 + exp(x))`` without overflow: ``max(x, 0) + log1p(exp(-|x|))``.
+
+    The same formula as ``np.logaddexp(0, x)``, several times faster (NumPy's
+    vectorized ``exp`` and ``log1p`` instead of a scalar loop).
+    """
+    x = np.asarray(x)
+    if x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    out = np.abs(x)
+    np.negative(out, out=out)
+    np.exp(out, out=out)
+    np.log1p(out, out=out)
+    out += np.maximum(x, 0)
+    return out[()] if out.ndim == 0 else out
 
 
 def _flip(d, delta):
