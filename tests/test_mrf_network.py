@@ -375,6 +375,11 @@ def test_trace_messages_of_the_fast_paths(kind):
         assert m.shape == (4, 2 * graph.n_edges)
         np.testing.assert_allclose(trace.eta[k + 1], trace.eta[0] + graph.sum_incoming(m), rtol=1e-12)
     np.testing.assert_array_equal(trace.eta[-1], eta)
+    # keep_trace=False keeps the last layer only, as before.
+    last, short = forward(params, spec, X, keep_trace=False)
+    assert len(short.eta) == len(short.messages) == len(short.raw_messages) == 1
+    np.testing.assert_allclose(short.messages[0], trace.messages[-1], rtol=1e-14)
+    np.testing.assert_allclose(short.eta[0], eta, rtol=1e-14)
 
 
 def test_fitted_style_repeated_layers_equal_tied_ones():

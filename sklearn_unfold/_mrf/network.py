@@ -102,18 +102,20 @@ class Trace:
     their per-edge messages only when ``messages`` is read.
     """
 
-    def __init__(self, spec, params):
+    def __init__(self, spec):
         self._spec = spec
-        self._params = params
         self.eta_t = []  # (N, n) per layer, eta^0 .. eta^K
         self.mu_t = []  # (N, n) sigmoid(eta^(k-1)), node-level mean field only
+        self.mu_coupling = []  # (2E,) coupling of the layer each mu_t entry feeds
         self.rt_t = []  # (2E, n) scheduled messages r~^0 .. r~^K, per-edge path only
         self.r_t = []  # (2E, n) raw messages r^1 .. r^K, per-edge path only
         self.cavity_t = []  # (2E, n) BP cavity log-odds d^1 .. d^K, fast BP only
-        self.fast = {}  # fused-kernel constants by (coupling, lambda) layer index
+        self.fast = {}  # fused-kernel constants by (coupling, lambda) layer content
+        self.complete = True  # False: only the last layer is kept (keep_trace=False)
 
     def _reset(self):
-        for name in ("eta_t", "mu_t", "rt_t", "r_t", "cavity_t"):
+        self.complete = False
+        for name in ("eta_t", "mu_t", "mu_coupling", "rt_t", "r_t", "cavity_t"):
             setattr(self, name, [])
 
     @property
@@ -123,17 +125,15 @@ class Trace:
     def _node_level_messages(self):
         # r^k = a^k * sigmoid(eta^(k-1))[src] (mean field, no schedule: r~ = r).
         src = _indices(self._spec.graph)[0]
-        out = []
-        for k, mu in enumerate(self.mu_t):
-            c = _coupling(self._params, self._spec, k)
-            out.append((c[:, None] * mu[src]).T)
-        return out
+        return [(c[:, None] * mu[src]).T for c, mu in zip(self.mu_coupling, self.mu_t)]
 
     @property
     def messages(self):
         if self.rt_t or not self.mu_t:
             return [m.T for m in self.rt_t]
         raw = self._node_level_messages()
+        if not self.complete:
+            return raw
         n = self.eta_t[-1].shape[1]
         return [np.zeros((n, 2 * self._spec.graph.n_edges), dtype=self.eta_t[-1].dtype)] + raw
 
@@ -221,10 +221,14 @@ def _node_level(spec, params):
     return spec.kind == "mf" and "schedule" not in params
 
 
-def _dense_coupling(graph):
-    """Whether ``A mu`` is cheaper as a dense product than a sparse one."""
-    # A dense (N x N) BLAS product runs ~10-20x more multiply-adds per second
-    # than a CSR product; RBM-like latent units make A fairly dense.
+def _dense_coupling_grad(graph):
+    """Whether the coupling gradient is cheaper read off ``g mu^T`` than per edge.
+
+    A dense ``(N x n) (n x N)`` BLAS product does ``N^2 n`` multiply-adds at
+    ~10-20x the rate of the per-edge gathers and sums (``2E n``); RBM-like
+    latent units make the graph dense enough.  (``A mu`` itself stays a CSR
+    product: as fast as the dense one there and never waking BLAS threads.)
+    """
     return graph.n_nodes**2 <= 16 * 2 * graph.n_edges
 
 
@@ -290,8 +294,12 @@ def _fast_constants(cache, spec, params, k, dtype, n_samples):
 
 
 def _row_sums(a):
-    """``a.sum(axis=1)`` for a C-contiguous 2-D array, as a BLAS matrix-vector product."""
-    return a @ np.ones(a.shape[1], dtype=a.dtype)
+    """``a.sum(axis=1)`` for a C-contiguous 2-D array.
+
+    ``einsum`` runs as fast as a BLAS matrix-vector product here (2-4x
+    ``ndarray.sum(axis=1)``) without waking BLAS threads for a small product.
+    """
+    return np.einsum("ij->i", a)
 
 
 def _cavity(etaT, rtT, src, E, kappa, s):
@@ -366,23 +374,24 @@ def forward(params, spec, X, keep_trace=True):
     XT = np.ascontiguousarray(X.T)
     dtype = layer_field(params, 0, X[:0]).dtype
     etaT = _layer_field_t(params, 0, XT, dtype)
-    trace = Trace(spec, params)
+    trace = Trace(spec)
     trace.eta_t.append(etaT)
     node_level = _node_level(spec, params)
     if node_level:
-        dense = _dense_coupling(g)
         operators = {}
         for k in range(spec.n_layers):
             key = _layer_key(params, k, "coupling")
             if key not in operators:
                 c = _coupling(params, spec, k).astype(dtype, copy=False)
-                operators[key] = g.coupling_operator(c, dense)
+                operators[key] = (g.coupling_operator(c, dense=False), c)
+            A, c = operators[key]
             mu = fast_expit(etaT)
             etaT = _layer_field_t(params, k, XT, dtype)
-            etaT += operators[key] @ mu
+            etaT += A @ mu
             if not keep_trace:
                 trace._reset()
             trace.mu_t.append(mu)
+            trace.mu_coupling.append(c)
             trace.eta_t.append(etaT)
         return etaT.T, trace
     S_dst = g.node_edge_matrix("dst", dtype)
@@ -444,7 +453,7 @@ def backward(params, spec, X, trace, grad_eta, need_lambda=True):
     g_eta = np.ascontiguousarray(np.asarray(grad_eta).T)
     dtype = trace.eta_t[-1].dtype
     if trace.mu_t and not trace.rt_t:
-        dense = _dense_coupling(g)
+        dense = _dense_coupling_grad(g)
         operators = {}
         for k in range(spec.n_layers - 1, -1, -1):
             _field_grad(grads, params, k, XT, g_eta)
@@ -460,8 +469,8 @@ def backward(params, spec, X, trace, grad_eta, need_lambda=True):
             key = _layer_key(params, k, "coupling")
             if key not in operators:
                 c = _coupling(params, spec, k).astype(dtype, copy=False)
-                A = g.coupling_operator(c, dense)
-                operators[key] = A.T if dense or not spec.symmetric else A
+                A = g.coupling_operator(c, dense=False)
+                operators[key] = A if spec.symmetric else A.T.tocsr()
             back = operators[key] @ g_eta
             back *= mu
             back *= 1 - mu
