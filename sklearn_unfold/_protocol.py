@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .audio import resynthesize
-from .datasets import DEFAULT_SNRS, make_mixtures, make_separation_features
+from .datasets import DEFAULT_SNRS, _mixture_stream, make_mixtures, make_separation_features
 from .metrics import sdr
 
 # Utterances of each subset of the protocol (sklearn_unfold.datasets: every
@@ -48,15 +48,20 @@ def make_training_set(
     n_context=9,
     random_state=0,
     data_home=None,
-    mixtures_per_batch=120,
 ):
     """Training features of the protocol: (X, Y, groups) for a random subset of frames.
 
     All training utterances (or a seeded choice of ``n_utterances``) are mixed
-    with the training noise at the six input SNRs; features are computed a
-    batch of mixtures at a time and each frame is kept with probability
-    ``n_frames / total``, so memory stays bounded by the batch size and the
-    result, not by the (several GB of) features of all mixtures.
+    with the training noise at the six input SNRs, and each frame is kept
+    with probability ``n_frames / total``. Which frames are kept is drawn
+    first (one uniform draw per frame, in mixture order, from
+    ``check_random_state(random_state)``); the mixtures are then made one at
+    a time and only the kept rows' context stacks are computed, so memory
+    stays bounded by the result (and the clean utterances), not by the
+    (several GB of) features, nor the 0.9 GB of waveforms, of all mixtures.
+    The rows, values and order are those of
+    :func:`sklearn_unfold.datasets.make_separation_features` on all the
+    mixtures with the same rows kept.
 
     Parameters
     ----------
@@ -68,32 +73,51 @@ def make_training_set(
     n_context : int, default=9
     random_state : int, default=0
     data_home : str or path-like, default=None
-    mixtures_per_batch : int, default=120
 
     Returns
     -------
     X, Y, groups : see :func:`sklearn_unfold.datasets.make_separation_features`
     """
-    from .audio import n_stft_frames
+    from .audio import n_stft_frames, stft
 
-    mixtures = make_mixtures(
-        "train", n_utterances=n_utterances, random_state=random_state, data_home=data_home
+    utterances, snrs, mixtures = _mixture_stream(
+        "train", n_utterances=n_utterances, snrs=DEFAULT_SNRS, random_state=random_state, data_home=data_home
     )
-    total = sum(n_stft_frames(m.mixture.shape[0]) for m in mixtures)
+    n_snrs = len(snrs)
+    relpaths = [relpath for relpath, _ in utterances for _ in range(n_snrs)]
+    # Mixture i has the length of its utterance, i // n_snrs.
+    frames = np.repeat([n_stft_frames(speech.shape[0]) for _, speech in utterances], n_snrs)
+    bounds = np.concatenate([[0], np.cumsum(frames)])
+    total = int(bounds[-1])
     keep_probability = 1.0 if n_frames is None else min(1.0, n_frames / total)
-    rng = check_random_state(random_state)
-    _, utterance_ids = np.unique([m.utterance for m in mixtures], return_inverse=True)
-    parts = []
-    for start in range(0, len(mixtures), mixtures_per_batch):
-        batch = mixtures[start : start + mixtures_per_batch]
-        X, Y, _ = make_separation_features(batch, n_context=n_context)
-        keep = rng.uniform(size=X.shape[0]) < keep_probability
-        frame_mixture = np.repeat(np.arange(len(batch)), [n_stft_frames(m.mixture.shape[0]) for m in batch])
-        # Group ids refer to the whole set of utterances, not to the batch.
-        parts.append((X[keep], Y[keep], utterance_ids[start + frame_mixture[keep]]))
-    X = np.concatenate([p[0] for p in parts])
-    Y = np.concatenate([p[1] for p in parts])
-    groups = np.concatenate([p[2] for p in parts])
+    # One draw per frame in mixture order: the same stream as drawing it a
+    # batch of mixtures at a time after computing every frame's features.
+    keep = check_random_state(random_state).uniform(size=total) < keep_probability
+    _, utterance_ids = np.unique(relpaths, return_inverse=True)
+    dtype = np.dtype(np.float32)
+    n_freqs = stft(np.zeros(1)).shape[1]
+    width = n_context * n_freqs
+    kept = np.flatnonzero(keep)
+    X = np.empty((kept.shape[0], width), dtype=dtype)
+    Y = np.empty((kept.shape[0], 2 * width), dtype=dtype)
+    mixture_of_row = np.searchsorted(bounds, kept, side="right") - 1
+    groups = utterance_ids.astype(np.intp)[mixture_of_row]
+    row_bounds = np.searchsorted(kept, bounds)
+    # Row t's stack is frames t - T + 1 .. t, the first frame standing in for
+    # those before the start (sklearn_unfold.audio.stack_context).
+    offsets = np.arange(1 - n_context, 1)
+    for i, m in enumerate(mixtures):
+        lo, hi = row_bounds[i], row_bounds[i + 1]
+        if lo == hi:
+            continue
+        rows = np.maximum(kept[lo:hi, None] - bounds[i] + offsets, 0)
+
+        def stacked(signal):
+            return np.abs(stft(signal)).astype(dtype)[rows].reshape(hi - lo, width)
+
+        X[lo:hi] = stacked(m.mixture)
+        Y[lo:hi, :width] = stacked(m.speech)
+        Y[lo:hi, width:] = stacked(m.noise)
     return X, Y, groups
 
 

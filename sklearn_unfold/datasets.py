@@ -769,6 +769,32 @@ def make_mixtures(
     >>> len(test), test[0].snr  # doctest: +SKIP
     (240, -6.0)
     """
+    _, _, mixtures = _mixture_stream(
+        subset, n_utterances=n_utterances, snrs=snrs, random_state=random_state, data_home=data_home
+    )
+    return list(mixtures)
+
+
+def _mixture_stream(subset, *, n_utterances, snrs, random_state, data_home):
+    """:func:`make_mixtures` one mixture at a time, for callers that need not hold them all.
+
+    The utterances are read, chosen and checked (every error of
+    :func:`make_mixtures` about them is raised) before this returns; the
+    mixing draws are made as the generator is consumed, in the order of
+    :func:`make_mixtures`, so consuming it whole gives the same records.
+
+    Returns
+    -------
+    utterances : list of (str, ndarray)
+        The chosen ``(relpath, speech)``, in path order; each is mixed at
+        every SNR, so mixture ``i`` has the length of utterance
+        ``i // len(snrs)``.
+    snrs : ndarray of float64
+        The SNRs, checked.
+    mixtures : generator of Mixture
+        ``len(utterances) * len(snrs)`` records, utterance-major then SNR
+        order, each computed when it is asked for.
+    """
     snrs = np.asarray(snrs, dtype=np.float64).ravel()
     if snrs.size == 0 or not np.all(np.isfinite(snrs)):
         raise ValueError(f"snrs must be a non-empty list of finite values in dB; got {snrs}.")
@@ -783,17 +809,17 @@ def make_mixtures(
             )
         chosen = np.sort(rng.choice(len(utterances), size=n_utterances, replace=False))
         utterances = [utterances[i] for i in chosen]
-    mixtures = []
-    for relpath, speech in utterances:
-        speech = _read_only(speech)
-        for snr in snrs:
-            track = tracks[rng.integers(len(tracks))]
-            excerpt = _noise_excerpt(track, speech.shape[0], rng)
-            mixture, noise = _mix(speech, excerpt, snr, relpath)
-            mixtures.append(
-                Mixture(relpath, float(snr), speech, _read_only(noise), _read_only(mixture))
-            )
-    return mixtures
+
+    def mixtures():
+        for relpath, speech in utterances:
+            speech = _read_only(speech)
+            for snr in snrs:
+                track = tracks[rng.integers(len(tracks))]
+                excerpt = _noise_excerpt(track, speech.shape[0], rng)
+                mixture, noise = _mix(speech, excerpt, snr, relpath)
+                yield Mixture(relpath, float(snr), speech, _read_only(noise), _read_only(mixture))
+
+    return utterances, snrs, mixtures()
 
 
 @validate_params(

@@ -42,7 +42,7 @@ def no_real_data(monkeypatch, tmp_path):
 
     import sklearn_unfold.datasets as datasets
 
-    for name in ("fetch_asterisk_audio", "load_utterances", "load_noise", "make_mixtures"):
+    for name in ("fetch_asterisk_audio", "load_utterances", "load_noise", "make_mixtures", "_mixture_stream"):
         monkeypatch.setattr(datasets, name, refuse)
         if hasattr(protocol, name):
             monkeypatch.setattr(protocol, name, refuse)
@@ -87,6 +87,13 @@ def synthetic_protocol(monkeypatch):
     def make_mixtures(subset="test", *, n_utterances=40, random_state=0, data_home=None, **kwargs):
         return _synthetic_mixtures(2 if n_utterances is None else n_utterances, seconds=0.15, seed=len(calls))
 
+    def mixture_stream(subset, *, n_utterances, snrs, random_state, data_home):
+        # make_training_set's source: the same synthetic mixtures, one at a time.
+        assert list(snrs) == list(DEFAULT_SNRS)
+        mixtures = make_mixtures(subset, n_utterances=n_utterances, random_state=random_state)
+        utterances = [(m.utterance, m.speech) for m in mixtures[:: len(DEFAULT_SNRS)]]
+        return utterances, np.asarray(DEFAULT_SNRS, dtype=np.float64), iter(mixtures)
+
     def recorded(function):
         def wrapper(**kwargs):
             calls.append((function.__name__, kwargs))
@@ -95,6 +102,7 @@ def synthetic_protocol(monkeypatch):
         return wrapper
 
     monkeypatch.setattr(protocol, "make_mixtures", make_mixtures)
+    monkeypatch.setattr(protocol, "_mixture_stream", mixture_stream)
     monkeypatch.setattr(demo, "make_training_set", recorded(protocol.make_training_set))
     monkeypatch.setattr(demo, "make_test_set", recorded(protocol.make_test_set))
     return calls
