@@ -378,18 +378,20 @@ def test_rejected_basis_steps_are_halved_then_dropped(monkeypatch):
     # A basis update that increases the objective must be shortened, and
     # dropped when no shorter step helps: the objective never goes up.
     M, W, H = problem(F=12, R=3, N=10, seed=12)
-    real_update = _nmf_updates.update_bases_normalized
+    # The solver computes the gradient parts once per iteration and proposes
+    # steps of every length from them with normalized_bases_step.
+    real_step = _nmf_updates.normalized_bases_step
     steps = []
 
-    def bad_long_steps(M, W, H, beta, *, Lam=None, step=1.0):
+    def bad_long_steps(W, neg, pos, eps, *, step=1.0):
         steps.append(step)
         if step > 0.3:  # everything piled on one feature: a terrible model
             W_bad = np.zeros_like(W)
             W_bad[0] = 1.0
             return W_bad
-        return real_update(M, W, H, beta, Lam=Lam, step=step)
+        return real_step(W, neg, pos, eps, step=step)
 
-    monkeypatch.setattr(_nmf_updates, "update_bases_normalized", bad_long_steps)
+    monkeypatch.setattr(_nmf_updates, "normalized_bases_step", bad_long_steps)
     W_out, _, _, curve = fit_sparse_nmf(M, W, H, beta=1.0, mu=0.1, max_iter=5, tol=0)
     assert steps[:3] == [1.0, 0.5, 0.25]
     assert np.all(np.diff(curve) <= 0)

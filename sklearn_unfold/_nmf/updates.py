@@ -121,7 +121,7 @@ def normalize_columns(W, eps):
     return W
 
 
-def bases_gradient_parts(M, W, H, beta, *, Lam=None):
+def bases_gradient_parts(M, W, H, beta, *, Lam=None, out=None):
     """Negative and positive parts of the gradient of ``D_beta(M | W H)`` in ``W``.
 
     ``neg = (M * Lam**(beta-2)) @ H.T`` and ``pos = Lam**(beta-1) @ H.T``
@@ -130,6 +130,12 @@ def bases_gradient_parts(M, W, H, beta, *, Lam=None):
     basis update run chunk by chunk (:func:`fit_sparse_nmf` with
     ``batch_size``) or accumulate statistics over mini-batches
     (``SparseNMF.partial_fit``).
+
+    Parameters
+    ----------
+    out : ndarray of the shape of ``M``, optional
+        Scratch space for the full-size intermediate (``M / Lam`` for KL),
+        in the memory layout of ``M`` and ``Lam``; overwritten.
 
     Returns
     -------
@@ -140,7 +146,8 @@ def bases_gradient_parts(M, W, H, beta, *, Lam=None):
     if Lam is None:
         Lam = model(W, H, eps)
     if beta == 1:
-        neg = (M / Lam) @ H.T
+        ratio = M / Lam if out is None else np.divide(M, Lam, out=out)
+        neg = ratio @ H.T
         pos = np.broadcast_to(H.sum(axis=1), W.shape)
     elif beta == 2:
         neg = M @ H.T
@@ -240,6 +247,147 @@ def make_objective(M, beta, mu, axis=None):
     if axis is None:
         return lambda Lam, H: float(objective(Lam, H))
     return objective
+
+
+# --------------------------------------------------------------------------
+# Solver internals: full-size arrays in one memory layout, reused buffers
+# --------------------------------------------------------------------------
+_BLOCK = 1 << 16  # elements per block of the fused reductions (fits in L2)
+
+
+def _contiguous_frames(M):
+    """``M`` itself when it is C- or F-contiguous, else a frames-major (F-ordered) copy.
+
+    Every full-size array of the one-shot solver is laid out like ``M``, so
+    element-wise work runs over contiguous memory in one order; an
+    estimator's ``X.T`` is F-ordered (frames-major) and is used as it is.
+    """
+    if M.flags.c_contiguous or M.flags.f_contiguous:
+        return M
+    return np.asfortranarray(M)
+
+
+def _model_into(W, H, eps, out):
+    """:func:`model` written into ``out`` (C- or F-ordered), without a temporary."""
+    if out.flags.c_contiguous:
+        np.matmul(W, H, out=out)
+    else:
+        np.matmul(H.T, W.T, out=out.T)
+    np.maximum(out, eps, out=out)
+    return out
+
+
+def _flat(A):
+    """The elements of a contiguous array in memory order (a view)."""
+    return A.ravel(order="K")
+
+
+def _kl_objective(M, beta, mu):
+    """:func:`make_objective` for KL, one fused pass over blocks that stay in cache.
+
+    ``D_1 = sum(M log M - M) - sum(M log Lam) + sum(Lam)``: per block of
+    ``_BLOCK`` elements, ``log(Lam)`` goes into a small scratch array, is
+    multiplied by ``M`` there and summed in float64, and the block of
+    ``Lam`` is summed while in cache. The same values and float64 sums as
+    :func:`make_objective`, without full-size temporaries. ``Lam`` must
+    have the memory layout of ``M``.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        const = float(np.where(M > 0, M * np.log(M), 0.0).sum(dtype=np.float64)) - float(M.sum(dtype=np.float64))
+    M_flat = _flat(M)
+    scratch = np.empty(min(_BLOCK, M_flat.size), dtype=np.result_type(M, np.float32))
+
+    def objective(Lam, H):
+        Lam_flat = _flat(Lam)
+        m_log_lam = 0.0
+        lam_sum = 0.0
+        for start in range(0, M_flat.size, _BLOCK):
+            stop = min(start + _BLOCK, M_flat.size)
+            block = Lam_flat[start:stop]
+            tmp = scratch[: stop - start]
+            np.log(block, out=tmp)
+            tmp *= M_flat[start:stop]
+            m_log_lam += float(tmp.sum(dtype=np.float64))
+            lam_sum += float(block.sum(dtype=np.float64))
+        return const - m_log_lam + lam_sum + mu * float(H.sum(dtype=np.float64))
+
+    return objective
+
+
+def _sum_of_squares(M):
+    """``sum(M**2)`` accumulated in float64, block by block."""
+    M_flat = _flat(M)
+    total = 0.0
+    for start in range(0, M_flat.size, _BLOCK):
+        block = M_flat[start : start + _BLOCK].astype(np.float64)
+        total += float(np.dot(block, block))
+    return total
+
+
+def _fit_frobenius_one_shot(M, state, *, mu, max_iter, tol, update_W, verbose, max_halvings):
+    """The one-shot iterations for beta = 2 from Gram matrices, never forming ``W @ H``.
+
+    With ``G = M H^T`` and ``K = H H^T`` (and ``W^T W``), everything the
+    iteration needs is small: the activation update is
+    ``H * (W^T M) / ((W^T W) H + mu)``, the basis-gradient parts are ``G``
+    and ``W K``, and the objective of any bases ``W`` is
+
+        0.5 ||M||^2 - <W, G> + 0.5 <W^T W, K> + mu sum(H),
+
+    with the small products in float64. Two products of the data's size per
+    iteration (``W^T M`` and ``M H^T``), as scikit-learn's NMF does; the
+    algorithm is the one of :func:`_fit_sparse_nmf_one_shot` (the model is
+    not floored at ``eps`` here, which only matters for entries below it).
+    """
+    W, H = state["W"], state["H"]
+    eps = eps_for(M.dtype)
+    half_norm = 0.5 * _sum_of_squares(M)
+
+    def objective(W_, G, K, H_):
+        W64 = W_.astype(np.float64)
+        cross = float(np.einsum("fr,fr->", W64, G))
+        gram = float(np.einsum("rs,rs->", W64.T @ W64, K))
+        return half_norm - cross + 0.5 * gram + mu * float(H_.sum(dtype=np.float64))
+
+    def stats(H_):
+        H64 = H_.astype(np.float64)
+        return (M @ H_.T).astype(np.float64), H64 @ H64.T
+
+    G, K = stats(H)
+    loss = objective(W, G, K, H)
+    loss_curve = state["loss_curve"] = [loss]
+    start = time.perf_counter()
+    for n_iter in range(1, max_iter + 1):
+        # Activation update of eq. 33 (exponent 1 for beta = 2).
+        P = W.T @ M
+        Q = (W.T @ W) @ H
+        Q += mu
+        np.maximum(Q, eps, out=Q)
+        P /= Q
+        P *= H
+        H = P
+        G, K = stats(H)
+        previous = loss
+        if update_W:
+            neg = G.astype(W.dtype, copy=False) if W.dtype == np.float64 else G
+            pos = W @ K
+
+            def propose(step):
+                W_new = normalized_bases_step(W, neg, pos, eps, step=step).astype(W.dtype, copy=False)
+                return W_new, objective(W_new, G, K, H)
+
+            accepted, loss, _ = halving_step(propose, previous, max_halvings=max_halvings)
+            if accepted is None:
+                loss = objective(W, G, K, H)
+            else:
+                W = accepted
+        else:
+            loss = objective(W, G, K, H)
+        state.update(W=W, H=H, loss_curve=loss_curve + [loss])
+        loss_curve = state["loss_curve"]
+        _report(verbose, n_iter, loss, start)
+        if tol > 0 and (previous - loss) <= tol * abs(loss):
+            break
 
 
 def infer_activations(M, W, H, *, beta, mu, max_iter, tol):
@@ -393,29 +541,44 @@ def _report(verbose, n_iter, loss, start):
 
 def _fit_sparse_nmf_one_shot(M, state, *, beta, mu, max_iter, tol, update_W, verbose, max_halvings):
     """All frames at once. ``state`` holds W, H and the loss curve of the last
-    completed iteration (rebound, never modified in place)."""
+    completed iteration (rebound, never modified in place).
+
+    Full-size arrays (the model before and after a basis step, the scratch
+    of the basis gradient) are buffers allocated once, in the memory layout
+    of ``M``; the model of accepted bases is the next iteration's ``Lam``.
+    """
+    M = _contiguous_frames(M)
+    if beta == 2:
+        return _fit_frobenius_one_shot(
+            M, state, mu=mu, max_iter=max_iter, tol=tol, update_W=update_W, verbose=verbose,
+            max_halvings=max_halvings,
+        )
     W, H = state["W"], state["H"]
     eps = eps_for(M.dtype)
     exponent = mm_exponent(beta)
     W_colsum = W.sum(axis=0)
-    Lam = model(W, H, eps)
-    objective = make_objective(M, beta, mu)
+    Lam = _model_into(W, H, eps, np.empty_like(M, dtype=np.result_type(W, H)))
+    spare = np.empty_like(Lam) if update_W else None
+    scratch = np.empty_like(M, dtype=np.result_type(M, Lam)) if update_W and beta == 1 else None
+    objective = _kl_objective(M, beta, mu) if beta == 1 else make_objective(M, beta, mu)
     loss = objective(Lam, H)
     loss_curve = state["loss_curve"] = [loss]
     start = time.perf_counter()
     for n_iter in range(1, max_iter + 1):
         H = update_activations(M, W, H, beta, mu, exponent=exponent, Lam=Lam, W_colsum=W_colsum)
-        Lam = model(W, H, eps)
+        Lam = _model_into(W, H, eps, Lam)
         previous = loss
         if update_W:
             # The activation step above is a majorization-minimization step
             # (objective <= previous), so checking the basis step against
             # ``previous`` keeps every recorded objective non-increasing
-            # with a single evaluation per iteration.
+            # with a single evaluation per iteration. The gradient parts do
+            # not depend on the step: shorter steps reuse them.
+            neg, pos = bases_gradient_parts(M, W, H, beta, Lam=Lam, out=scratch)
 
             def propose(step):
-                W_new = update_bases_normalized(M, W, H, beta, Lam=Lam, step=step)
-                Lam_new = model(W_new, H, eps)
+                W_new = normalized_bases_step(W, neg, pos, eps, step=step)
+                Lam_new = _model_into(W_new, H, eps, spare)
                 return (W_new, Lam_new), objective(Lam_new, H)
 
             accepted, loss, _ = halving_step(propose, previous, max_halvings=max_halvings)
@@ -423,7 +586,7 @@ def _fit_sparse_nmf_one_shot(M, state, *, beta, mu, max_iter, tol, update_W, ver
                 # No basis step helped: the iteration only moved H.
                 loss = objective(Lam, H)
             else:
-                (W, Lam) = accepted
+                (W, Lam), spare = accepted, Lam
                 W_colsum = W.sum(axis=0)
         else:
             loss = objective(Lam, H)
