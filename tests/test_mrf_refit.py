@@ -152,7 +152,7 @@ STAGES = {
     "first epoch": lambda mp, exc: fail_on_call(mp, training, "loss_and_grad", exc, 1),
     # in the 2nd mini-batch of epoch 4 (3 an epoch)
     "later epoch": lambda mp, exc: fail_on_call(mp, training, "loss_and_grad", exc, 3 * 3 + 2),
-    "trainer returned": lambda mp, exc: fail_after(mp, unfolded_mrf, "fit_network", exc),
+    "trainer returned": lambda mp, exc: fail_after(mp, unfolded_mrf, "_train", exc),
     # every fitted attribute assigned, then a failure
     "store": lambda mp, exc: fail_after(mp, unfolded_mrf._BaseUnfoldedMRF, "_store_fit", exc),
 }
@@ -170,12 +170,12 @@ REFIT = dict(n_layers=2, batch_size=20, max_iter=6, tol=0)
 @pytest.mark.parametrize("stage, exc", FAULTS)
 def test_fault_at_any_stage_leaves_an_unfitted_estimator_unfitted(monkeypatch, cls, stage, exc):
     X, Y = data()
-    est = cls(**REFIT, random_state=0)
+    est = cls(**REFIT, graph="chain", random_state=0)
     STAGES[stage](monkeypatch, exc)
     with pytest.raises(exc), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(X, Y)
-    assert_state(est, vars(cls(**REFIT, random_state=0)))
+    assert_state(est, vars(cls(**REFIT, graph="chain", random_state=0)))
     with pytest.raises(NotFittedError):
         check_is_fitted(est)
 
@@ -207,7 +207,7 @@ def test_fault_at_any_stage_of_a_refit_keeps_the_previous_model(monkeypatch, cls
 @pytest.mark.parametrize("early_stopping", [False, True])
 def test_interrupt_keeps_the_last_complete_epoch(monkeypatch, cls, early_stopping):
     X, Y = data()
-    params = dict(n_layers=2, graph="chain", schedule="layer", batch_size=20, max_iter=8, tol=0,
+    params = dict(n_layers=2, graph="chain", observation="dense", schedule="layer", batch_size=20, max_iter=8, tol=0,
                   early_stopping=early_stopping, validation_fraction=0.25, random_state=0)
     est = fit(cls(**params), X, Y)  # a previous model, replaced by the interrupted fit
     # Three mini-batches an epoch (early stopping: 45 samples, 20 + 20 + 5): stop in the 2nd of epoch 4.

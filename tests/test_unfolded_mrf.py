@@ -32,6 +32,13 @@ def chain_denoising_data(n, length=12, flip=0.2, seed=0):
     return noisy.astype(float), clean
 
 
+# The bare network of the paper: no latent unit, every parameter untied, all
+# samples trained on.  Tests of its structure and its equivalences ask for it
+# explicitly, since the defaults (issue 15) add latent units, tie the couplings
+# and hold out a validation split.
+BARE = dict(n_latent=0, tied_params=(), early_stopping=False)
+
+
 def fit_quietly(est, X, y):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -41,7 +48,8 @@ def fit_quietly(est, X, y):
 @pytest.mark.parametrize("cls", [UnfoldedMeanField, UnfoldedBP])
 def test_multilabel_outputs(cls):
     X, Y = multilabel_data()
-    est = fit_quietly(cls(n_layers=2, graph="chain", max_iter=60, random_state=0), X, Y)
+    est = fit_quietly(cls(n_layers=2, graph="chain", max_iter=60, random_state=0, **BARE), X, Y)
+    assert est.observation_ == "dense"  # "auto": 4 features for 3 labels
     proba = est.predict_proba(X)
     assert proba.shape == Y.shape and np.all((proba > 0) & (proba < 1))
     np.testing.assert_array_equal(est.transform(X), proba)
@@ -63,7 +71,7 @@ def test_multilabel_outputs(cls):
 def test_binary_1d_target_with_string_labels():
     X, Y = multilabel_data()
     y = np.where(Y[:, 0] == 1, "yes", "no")
-    est = fit_quietly(UnfoldedBP(n_layers=2, max_iter=80, random_state=0), X, y)
+    est = fit_quietly(UnfoldedBP(n_layers=2, graph="full", max_iter=80, random_state=0), X, y)
     np.testing.assert_array_equal(est.classes_, ["no", "yes"])
     proba = est.predict_proba(X)
     assert proba.shape == (X.shape[0], 2)
@@ -80,7 +88,7 @@ def test_one_layer_without_edges_is_logistic_regression():
     est = UnfoldedMeanField(
         n_layers=1, graph="empty", l2_regularization=1 / (C * n), batch_size=n,
         learning_rate_init=0.02, max_iter=3000, tol=1e-9, n_iter_no_change=50,
-        shuffle=False, random_state=0,
+        shuffle=False, random_state=0, n_latent=0, early_stopping=False,
     )
     fit_quietly(est, X, Y)
     coef = est.dense_coef_[0]
@@ -132,7 +140,7 @@ def test_unfolded_network_learns_to_denoise_a_chain(cls):
     X_test, Y_test = chain_denoising_data(400, seed=1)
     est = fit_quietly(
         cls(n_layers=4, graph="chain", observation="local", learning_rate_init=0.1,
-            max_iter=60, random_state=0),
+            max_iter=60, random_state=0, **BARE),
         X, Y,
     )
     noisy_error = np.mean(X_test != Y_test)
@@ -160,7 +168,9 @@ def test_grid_search_over_layers_and_lambda():
 
 def test_float32_is_preserved():
     X, Y = multilabel_data()
-    est = fit_quietly(UnfoldedBP(n_layers=2, max_iter=10, random_state=0), X.astype(np.float32), Y)
+    est = fit_quietly(
+        UnfoldedBP(n_layers=2, graph="full", max_iter=10, random_state=0), X.astype(np.float32), Y
+    )
     assert est.coupling_.dtype == np.float32
     assert est.predict_proba(X.astype(np.float32)).dtype == np.float32
     assert est.transform(X).dtype == np.float64
@@ -168,7 +178,7 @@ def test_float32_is_preserved():
 
 def test_random_state_reproducible():
     X, Y = multilabel_data()
-    kw = dict(n_layers=2, max_iter=5, schedule="edge")
+    kw = dict(n_layers=2, graph="full", max_iter=5, schedule="edge")
     a = fit_quietly(UnfoldedBP(random_state=3, **kw), X, Y)
     b = fit_quietly(UnfoldedBP(random_state=3, **kw), X, Y)
     c = fit_quietly(UnfoldedBP(random_state=4, **kw), X, Y)
@@ -180,7 +190,7 @@ def test_random_state_reproducible():
 def test_training_options():
     X, Y = multilabel_data()
     est = fit_quietly(
-        UnfoldedBP(n_layers=3, lambda_=[0.5, 1.0, 1.5], train_lambda=True, schedule="edge",
+        UnfoldedBP(n_layers=3, graph="full", n_latent=0, lambda_=[0.5, 1.0, 1.5], train_lambda=True, schedule="edge",
                    coupling="directed", tied_params=("coupling", "bias"), early_stopping=True,
                    validation_fraction=0.2, max_iter=15, random_state=0),
         X, Y,
@@ -191,9 +201,14 @@ def test_training_options():
     assert est.schedule_.shape == (3, n_dir) and np.all((est.schedule_ > 0) & (est.schedule_ < 1))
     assert not np.allclose(est.lambdas_, [0.5, 1.0, 1.5])  # trained per layer
     assert est.n_trainable_params_ == n_dir + 3 + 3 * 3 * 4 + 3 * n_dir + 3
-    assert len(est.validation_scores_) == est.n_iter_
-    assert est.best_validation_score_ == max(est.validation_scores_)
-    fixed = fit_quietly(UnfoldedBP(n_layers=3, lambda_=0.7, max_iter=2, random_state=0), X, Y)
+    # Early stopping watches the validation loss and keeps its best epoch.
+    assert len(est.validation_scores_) == len(est.validation_loss_curve_) == est.n_iter_
+    best = int(np.argmin(est.validation_loss_curve_))
+    assert est.best_validation_loss_ == est.validation_loss_curve_[best]
+    assert est.best_validation_score_ == est.validation_scores_[best]
+    fixed = fit_quietly(
+        UnfoldedBP(n_layers=3, graph="full", lambda_=0.7, max_iter=2, random_state=0), X, Y
+    )
     np.testing.assert_array_equal(fixed.lambdas_, [0.7, 0.7, 0.7])
 
 
@@ -213,8 +228,9 @@ def test_max_product_and_latent_units():
 def test_convergence_warning_and_verbose(capsys):
     X, Y = multilabel_data()
     with pytest.warns(ConvergenceWarning, match="maximum number of iterations 2"):
-        UnfoldedMeanField(n_layers=1, max_iter=2, verbose=1).fit(X, Y)
-    assert "Epoch 2, loss" in capsys.readouterr().out
+        UnfoldedMeanField(n_layers=1, graph="full", max_iter=2, verbose=1).fit(X, Y)
+    out = capsys.readouterr().out
+    assert "Epoch 2, loss" in out and "validation loss" in out
 
 
 @pytest.mark.parametrize(
@@ -236,6 +252,7 @@ def test_convergence_warning_and_verbose(capsys):
         ({"tied_params": ("couplings",)}, "multi", "ok", "tied_params"),
         ({"graph": "4-grid"}, "multi", "ok", "image_shape"),
         ({"graph": "ring"}, "multi", "ok", "graph"),
+        ({"graph": None}, "multi", "ok", "needs graph"),
     ],
 )
 def test_invalid_inputs_raise_value_error(params, y_kind, X_kind, match):
@@ -251,4 +268,4 @@ def test_invalid_inputs_raise_value_error(params, y_kind, X_kind, match):
         X = X.copy()
         X[3, 1] = np.nan
     with pytest.raises(ValueError, match=match):
-        UnfoldedBP(n_layers=3, max_iter=1, **params).fit(X, y)
+        UnfoldedBP(**{"n_layers": 3, "max_iter": 1, "graph": "full", **params}).fit(X, y)
