@@ -147,7 +147,8 @@ def bases_gradient_parts(M, W, H, beta, *, Lam=None, out=None):
         Lam = model(W, H, eps)
     if beta == 1:
         ratio = M / Lam if out is None else np.divide(M, Lam, out=out)
-        neg = ratio @ H.T
+        # (H ratio^T)^T: the product BLAS runs fastest for frames-major data.
+        neg = (H @ ratio.T).T
         pos = np.broadcast_to(H.sum(axis=1), W.shape)
     elif beta == 2:
         neg = M @ H.T
@@ -287,10 +288,11 @@ def _kl_objective(M, beta, mu):
 
     ``D_1 = sum(M log M - M) - sum(M log Lam) + sum(Lam)``: per block of
     ``_BLOCK`` elements, ``log(Lam)`` goes into a small scratch array, is
-    multiplied by ``M`` there and summed in float64, and the block of
-    ``Lam`` is summed while in cache. The same values and float64 sums as
-    :func:`make_objective`, without full-size temporaries. ``Lam`` must
-    have the memory layout of ``M``.
+    multiplied by ``M`` there and summed (pairwise within the block, in
+    float64 across blocks), and the block of ``Lam`` is summed while in
+    cache. The same values as :func:`make_objective` (whose sums run in
+    float64 throughout) up to summation rounding, without full-size
+    temporaries. ``Lam`` must have the memory layout of ``M``.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         const = float(np.where(M > 0, M * np.log(M), 0.0).sum(dtype=np.float64)) - float(M.sum(dtype=np.float64))
@@ -307,8 +309,10 @@ def _kl_objective(M, beta, mu):
             tmp = scratch[: stop - start]
             np.log(block, out=tmp)
             tmp *= M_flat[start:stop]
-            m_log_lam += float(tmp.sum(dtype=np.float64))
-            lam_sum += float(block.sum(dtype=np.float64))
+            # numpy's pairwise sum within a block (error about log2(_BLOCK)
+            # roundings, not _BLOCK), float64 across blocks.
+            m_log_lam += float(tmp.sum())
+            lam_sum += float(block.sum())
         return const - m_log_lam + lam_sum + mu * float(H.sum(dtype=np.float64))
 
     return objective
@@ -351,7 +355,7 @@ def _fit_frobenius_one_shot(M, state, *, mu, max_iter, tol, update_W, verbose, m
 
     def stats(H_):
         H64 = H_.astype(np.float64)
-        return (M @ H_.T).astype(np.float64), H64 @ H64.T
+        return (H_ @ M.T).T.astype(np.float64), H64 @ H64.T
 
     G, K = stats(H)
     loss = objective(W, G, K, H)
