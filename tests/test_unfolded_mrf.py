@@ -269,3 +269,68 @@ def test_invalid_inputs_raise_value_error(params, y_kind, X_kind, match):
         X[3, 1] = np.nan
     with pytest.raises(ValueError, match=match):
         UnfoldedBP(**{"n_layers": 3, "max_iter": 1, "graph": "full", **params}).fit(X, y)
+
+
+# --------------------------------------------------------------------------
+# Issue 15: defaults, validation-loss early stopping, the README example
+# --------------------------------------------------------------------------
+def test_defaults_are_the_validated_ones():
+    for cls in (UnfoldedMeanField, UnfoldedBP):
+        params = cls().get_params()
+        assert params["graph"] is None  # required: no graph is safe for every problem
+        assert params["observation"] == "auto" and params["n_latent"] == 16
+        assert params["tied_params"] == ("coupling",) and params["early_stopping"] is True
+        assert params["learning_rate_init"] == 0.03 and params["batch_size"] == "auto"
+
+
+@pytest.mark.parametrize("cls", [UnfoldedMeanField, UnfoldedBP])
+def test_defaults_on_an_image_like_problem(cls):
+    # One feature per label: "auto" observes locally; 16 latent units; tied couplings.
+    X, Y = chain_denoising_data(150)
+    est = fit_quietly(cls(n_layers=2, graph="chain", max_iter=5, random_state=0), X, Y)
+    assert est.observation_ == "local" and not hasattr(est, "dense_coef_")
+    assert est.local_coef_.shape == (2, 12) and est.bias_.shape == (2, 12 + 16)
+    np.testing.assert_array_equal(est.coupling_[0], est.coupling_[1])  # tied
+    assert est.edges_.shape == (11 + 16 * 12, 2)
+    # Early stopping is on: 15 of the 150 samples are held out and scored each epoch.
+    assert len(est.validation_loss_curve_) == len(est.validation_scores_) == est.n_iter_
+
+
+def test_early_stopping_watches_the_validation_loss():
+    X, Y = chain_denoising_data(300)
+    patience = 4
+    est = UnfoldedMeanField(
+        n_layers=2, graph="chain", n_latent=0, learning_rate_init=0.2, tol=0,
+        n_iter_no_change=patience, max_iter=500, random_state=0,
+    ).fit(X, Y)
+    curve = np.asarray(est.validation_loss_curve_)
+    best = int(np.argmin(curve))
+    # Stopped exactly `patience` epochs after the lowest validation loss, whatever
+    # the validation accuracy did, and kept that epoch's parameters.
+    assert est.n_iter_ == best + 1 + patience
+    assert est.best_validation_loss_ == curve[best]
+    assert est.best_validation_score_ == est.validation_scores_[best]
+
+
+def test_too_few_samples_to_hold_out_trains_on_all():
+    X, Y = chain_denoising_data(1)
+    est = fit_quietly(UnfoldedBP(n_layers=2, graph="chain", n_latent=0, max_iter=3), X, Y)
+    assert est.n_iter_ == 3 and not hasattr(est, "validation_loss_curve_")
+
+
+def test_readme_mrf_example_runs(capsys):
+    # tests/test_readme.py runs the README's first python block only; this runs the MRF section's.
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Markov random fields: UnfoldedMeanField and UnfoldedBP", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section.split("\n## ", 1)[0], re.S).group(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # the example converges as written
+        namespace = {}
+        exec(compile(code, "README.md", "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "best: {'lambda_'" in out and "denoised" in out
+    search, X_test, Y_test = namespace["search"], namespace["X_test"], namespace["Y_test"]
+    assert 1 - search.score(X_test, Y_test) < np.mean(X_test != Y_test) - 0.05
