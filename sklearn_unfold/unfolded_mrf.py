@@ -20,8 +20,9 @@ label, e.g. a noisy pixel per clean pixel); ``"local+dense"`` uses both.
 
 Hidden units need not all be labels: ``n_latent`` adds latent binary units
 coupled to every label unit (an RBM-like layer inside the MRF).  Parameters
-are untied per layer by default; ``tied_params`` shares chosen groups across
-layers to keep the parameter count in check.
+are untied per layer except those named in ``tied_params`` (by default the
+couplings), which are shared across layers to keep the parameter count in
+check.
 
 The estimators are multi-label binary classifiers: ``y`` is an
 ``(n_samples, n_hidden)`` indicator matrix, or a 1-D binary target (then
