@@ -126,8 +126,8 @@ ESTIMATORS = [
     ),
     NeuralNMF(ranks=(3, 2), max_iter=20, random_state=0),
     NeuralNMF(ranks=2, init="random", max_iter=10, random_state=0),
-    UnfoldedMeanField(n_layers=2, max_iter=50),
-    UnfoldedBP(n_layers=2, max_iter=50),
+    UnfoldedMeanField(n_layers=2, max_iter=50, graph="chain"),
+    UnfoldedBP(n_layers=2, max_iter=50, graph="chain"),
     DerivedSpeechEnhancer(
         DeepNMF(n_components=2, n_layers=2, n_trained_layers=1, max_iter=2, bases_max_iter=3, random_state=0),
         sample_rate=8000, n_context=2, max_frames=None, random_state=0,
