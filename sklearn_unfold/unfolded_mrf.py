@@ -30,7 +30,6 @@ The estimators are multi-label binary classifiers: ``y`` is an
 ``score`` is the mean per-label accuracy.
 """
 
-import time
 from numbers import Integral, Real
 
 import numpy as np
@@ -47,11 +46,10 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._compat import Interval, Options, StrOptions, _fit_context
-from ._fitting import run_interruptible, transactional_fit, warn_not_converged
+from ._fitting import transactional_fit, warn_not_converged
 from ._mrf import training as _training
 from ._mrf.graphs import GRAPH_NAMES, make_graph, with_latent_units
 from ._mrf.network import NetworkSpec
-from ._mrf.optimizer import Adam
 from ._mrf.training import init_params, predict_log_odds
 
 __all__ = ["UnfoldedBP", "UnfoldedMeanField"]
@@ -109,145 +107,6 @@ def _encode_targets(y, dtype):
         )
     target = {"classes_": np.array([0, 1]), "n_outputs_": y.shape[1], "_y_1d_": False, "_y_dtype_": y.dtype}
     return y.astype(dtype), target
-
-
-def _train(
-    params,
-    spec,
-    X,
-    Y,
-    *,
-    trainable,
-    l2,
-    learning_rate,
-    max_iter,
-    tol,
-    n_iter_no_change,
-    batch_size,
-    shuffle,
-    early_stopping,
-    validation_fraction,
-    random_state,
-    verbose,
-    name,
-):
-    """Mini-batch Adam on the cross-entropy, early stopping on the validation loss.
-
-    Like :func:`sklearn_unfold._mrf.training.fit_network` (same objective,
-    same optimizer, ``params`` updated in place), except that early stopping
-    watches the held-out *cross-entropy*, not the held-out accuracy: the
-    accuracy of a few hundred pixels moves in steps and stalls for tens of
-    epochs while the model still improves, so a patience of 10 epochs stopped
-    some fits after about 20 epochs (issue 15); the loss is smooth.  The
-    parameters of the epoch with the lowest validation loss are kept.  When
-    the data are too few to hold anything out (fewer than 2 samples), training
-    uses them all and stops on the training loss.  A Ctrl-C after a complete
-    epoch keeps the result of the last complete epoch (with a warning).
-
-    Returns
-    -------
-    info : dict
-        ``n_iter``, ``converged``, ``interrupted``, ``loss_curve``,
-        ``validation_loss_curve`` and ``validation_scores`` (per-label
-        accuracy; both empty without a validation split), ``best_loss``,
-        ``best_validation_loss`` and ``best_validation_score`` (the accuracy
-        of the kept epoch; both None without a validation split).
-    """
-    rng = random_state
-    trainable = list(trainable)
-    n = X.shape[0]
-    n_val = max(1, int(round(validation_fraction * n))) if early_stopping else 0
-    held_out = early_stopping and n - n_val >= 1
-    if held_out:
-        perm = rng.permutation(n)
-        X_val, Y_val = X[perm[:n_val]], Y[perm[:n_val]]
-        X, Y = X[perm[n_val:]], Y[perm[n_val:]]
-        n = X.shape[0]
-    batch_size = int(min(max(batch_size, 1), n))
-    optimizer = Adam(params, trainable, learning_rate)
-    need_lambda = "lambda" in trainable
-
-    def copy(p):
-        return {key: value.copy() for key, value in p.items()}
-
-    # What the last complete epoch left, replaced by one statement per epoch,
-    # so that an interrupt sees a whole epoch or none of it.
-    done = {
-        "params": copy(params),
-        "loss_curve": [],
-        "validation_loss_curve": [],
-        "validation_scores": [],
-        "best_loss": np.inf,
-        "best_validation_loss": np.inf,
-        "best_validation_score": None,
-        "best_params": None,
-        "converged": False,
-    }
-
-    def epochs():
-        no_improvement = 0
-        start = time.perf_counter()
-        for epoch in range(max_iter):
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            total = 0.0
-            for i in range(0, n, batch_size):
-                idx = order[i : i + batch_size]
-                # Through the module, so that tests can inject faults there.
-                loss, grads = _training.loss_and_grad(
-                    params, spec, X[idx], Y[idx], l2=l2, need_lambda=need_lambda
-                )
-                optimizer.step(params, grads)
-                total += loss * idx.size
-            record = {"loss_curve": done["loss_curve"] + [total / n], "params": copy(params)}
-            record["best_loss"] = min(done["best_loss"], record["loss_curve"][-1])
-            if held_out:
-                eta = predict_log_odds(params, spec, X_val)[:, : Y_val.shape[1]]
-                val_loss = _training.cross_entropy(eta, Y_val)[0]
-                score = float(np.mean((eta > 0) == (Y_val > 0.5)))
-                record["validation_loss_curve"] = done["validation_loss_curve"] + [val_loss]
-                record["validation_scores"] = done["validation_scores"] + [score]
-                improved = val_loss < done["best_validation_loss"] - tol
-                if val_loss < done["best_validation_loss"]:
-                    record.update(
-                        best_validation_loss=val_loss,
-                        best_validation_score=score,
-                        best_params=record["params"],
-                    )
-            else:
-                improved = record["loss_curve"][-1] < done["best_loss"] - tol
-            no_improvement = 0 if improved else no_improvement + 1
-            record["converged"] = no_improvement >= n_iter_no_change
-            done.update(record)
-            if verbose:
-                msg = f"Epoch {epoch + 1}, loss = {record['loss_curve'][-1]:.6f}"
-                if held_out:
-                    msg += (
-                        f", validation loss = {done['validation_loss_curve'][-1]:.6f}"
-                        f", validation accuracy = {done['validation_scores'][-1]:.4f}"
-                    )
-                print(msg + f", {time.perf_counter() - start:.1f} s")
-            if record["converged"]:
-                break
-
-    interrupted = run_interruptible(
-        epochs,
-        lambda: len(done["loss_curve"]),
-        name=name,
-        stop_on_interrupt=True,
-        what="epoch",
-    )
-    params.update(done["best_params"] if held_out else done["params"])
-    return {
-        "n_iter": len(done["loss_curve"]),
-        "converged": done["converged"],
-        "interrupted": interrupted,
-        "loss_curve": done["loss_curve"],
-        "validation_loss_curve": done["validation_loss_curve"],
-        "validation_scores": done["validation_scores"],
-        "best_loss": done["best_loss"],
-        "best_validation_loss": done["best_validation_loss"] if held_out else None,
-        "best_validation_score": done["best_validation_score"] if held_out else None,
-    }
 
 
 class _BaseUnfoldedMRF(
@@ -363,7 +222,7 @@ class _BaseUnfoldedMRF(
         )
         trainable = self._trainable(params)
         batch_size = min(100, X.shape[0]) if self.batch_size == "auto" else self.batch_size
-        info = _train(
+        info = _training.fit_network(
             params,
             spec,
             X,
@@ -380,6 +239,7 @@ class _BaseUnfoldedMRF(
             validation_fraction=self.validation_fraction,
             random_state=rng,
             verbose=self.verbose,
+            stop_on_interrupt=True,
             name=type(self).__name__,
         )
         if not (info["converged"] or info["interrupted"]):

@@ -152,7 +152,7 @@ STAGES = {
     "first epoch": lambda mp, exc: fail_on_call(mp, training, "loss_and_grad", exc, 1),
     # in the 2nd mini-batch of epoch 4 (3 an epoch)
     "later epoch": lambda mp, exc: fail_on_call(mp, training, "loss_and_grad", exc, 3 * 3 + 2),
-    "trainer returned": lambda mp, exc: fail_after(mp, unfolded_mrf, "_train", exc),
+    "trainer returned": lambda mp, exc: fail_after(mp, unfolded_mrf._training, "fit_network", exc),
     # every fitted attribute assigned, then a failure
     "store": lambda mp, exc: fail_after(mp, unfolded_mrf._BaseUnfoldedMRF, "_store_fit", exc),
 }

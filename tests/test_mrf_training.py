@@ -92,12 +92,15 @@ def test_early_stopping_keeps_best_validation_parameters():
     info = fit_network(params, spec, X, Y, trainable=list(params), learning_rate=0.5,
                        max_iter=40, n_iter_no_change=5, early_stopping=True,
                        validation_fraction=0.25, random_state=np.random.RandomState(3))
-    scores = info["validation_scores"]
-    assert len(scores) == info["n_iter"] and info["best_validation_score"] == max(scores)
+    # The kept epoch is the one with the lowest validation cross-entropy (issue 15).
+    losses, scores = info["validation_loss_curve"], info["validation_scores"]
+    assert len(losses) == len(scores) == info["n_iter"]
+    best = int(np.argmin(losses))
+    assert info["best_validation_loss"] == losses[best] and info["best_validation_score"] == scores[best]
     # Recompute the validation split the loop drew and score the kept parameters.
     perm = np.random.RandomState(3).permutation(200)[:50]
     kept = np.mean((predict_log_odds(params, spec, X[perm]) > 0) == Y[perm])
-    assert kept == pytest.approx(max(scores))
+    assert kept == pytest.approx(scores[best])
 
 
 def test_latent_units_are_not_in_the_loss():
