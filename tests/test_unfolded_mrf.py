@@ -316,21 +316,3 @@ def test_too_few_samples_to_hold_out_trains_on_all():
     X, Y = chain_denoising_data(1)
     est = fit_quietly(UnfoldedBP(n_layers=2, graph="chain", n_latent=0, max_iter=3), X, Y)
     assert est.n_iter_ == 3 and not hasattr(est, "validation_loss_curve_")
-
-
-def test_readme_mrf_example_runs(capsys):
-    # tests/test_readme.py runs the README's first python block only; this runs the MRF section's.
-    import re
-    from pathlib import Path
-
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = text.split("## Markov random fields: UnfoldedMeanField and UnfoldedBP", 1)[1]
-    code = re.search(r"```python\n(.*?)```", section.split("\n## ", 1)[0], re.S).group(1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)  # the example converges as written
-        namespace = {}
-        exec(compile(code, "README.md", "exec"), namespace)
-    out = capsys.readouterr().out
-    assert "best: {'lambda_'" in out and "denoised" in out
-    search, X_test, Y_test = namespace["search"], namespace["X_test"], namespace["Y_test"]
-    assert 1 - search.score(X_test, Y_test) < np.mean(X_test != Y_test) - 0.05
