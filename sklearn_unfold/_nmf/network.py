@@ -299,7 +299,9 @@ def run_network(spec, W_fixed, layers, X, *, output="sources", batch_size=None, 
     """
     scale = safe_scale(X)
     mu = spec.mu(scale, X.dtype)
-    W_fixed = np.ascontiguousarray(W_fixed, dtype=X.dtype)
+    # No copy of the bases (BLAS takes either order; a copy per call would
+    # dominate small calls such as a stream's).
+    W_fixed = W_fixed.astype(X.dtype, copy=False)
     layers = [np.ascontiguousarray(W, dtype=X.dtype) for W in layers]
 
     def one(chunk):
@@ -319,7 +321,7 @@ def fixed_part(spec, W_fixed, X, *, scale=1.0, batch_size=None, n_jobs=None):
     :func:`~.chunks.frame_buffer` (a temporary file when X is memory mapped),
     on ``X / scale``.
     """
-    W_fixed = np.ascontiguousarray(W_fixed, dtype=X.dtype)
+    W_fixed = W_fixed.astype(X.dtype, copy=False)
     mu = spec.mu(scale, X.dtype)
     chunks = frame_chunks(X.shape[0], batch_size)
     H_start = frame_buffer(X.shape[0], W_fixed.shape[1], X.dtype, like=X)
