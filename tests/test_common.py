@@ -22,6 +22,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.estimator_checks import (
     check_param_validation,
     estimator_checks_generator,
@@ -64,6 +65,8 @@ class _DerivedTargets:
     def fit(self, X, y=None):
         return super().fit(X, derive_y(X))
 
+    # Only where the real estimator has one (PhysicsAwareDeepNMF's 'dnmf' has none).
+    @available_if(lambda est: est._supports_partial_fit())
     def partial_fit(self, X, y=None):
         return super().partial_fit(X, derive_y(X))
 
@@ -123,6 +126,11 @@ ESTIMATORS = [
         # hankel_size=1: some checks set n_components=1, which a larger group cannot divide.
         n_components=2, n_layers=3, n_trained_layers=3, n_context=1, hankel_size=1,
         reconstruction_bases="snmf", reconstruction_penalty=0.5, max_iter=5, random_state=0,
+    ),
+    # The two-pass configuration, which has no partial_fit.
+    DerivedPhysicsAwareDeepNMF(
+        n_components=2, n_layers=3, n_trained_layers=3, n_context=1, hankel_size=1,
+        reconstruction_bases="dnmf", reconstruction_penalty=0.5, max_iter=5, random_state=0,
     ),
     NeuralNMF(ranks=(3, 2), max_iter=20, random_state=0),
     NeuralNMF(ranks=2, init="random", max_iter=10, random_state=0),

@@ -20,10 +20,7 @@ import joblib
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils.estimator_checks import estimator_checks_generator, parametrize_with_checks
-from sklearn.utils.metaestimators import available_if
 
 from sklearn_unfold import DeepNMF, DiscriminativeNMF, deep_nmf
 from sklearn_unfold._nmf import trainer
@@ -36,7 +33,6 @@ from sklearn_unfold._nmf.updates import init_training_activations
 from sklearn_unfold.exceptions import FitInterruptedWarning
 from sklearn_unfold.pad_nmf import PhysicsAwareDeepNMF
 from conftest import ref_divergence
-from test_common import _DEEP_FAMILY_ERRORS, EXPECTED_FAILED_CHECKS, DerivedPhysicsAwareDeepNMF, check_name
 
 F, R = 6, 4  # frequencies per frame, components per source
 
@@ -524,64 +520,6 @@ def test_bad_options(kwargs, message):
     X, Y = events(n=40, seed=7)
     with pytest.raises(ValueError, match=message):
         PhysicsAwareDeepNMF(**params(**kwargs)).fit(X, Y)
-
-
-# --------------------------------------------------------------------------
-# scikit-learn's common checks on the two-pass ('dnmf') configuration, which
-# cannot partial_fit (test_common.py runs them on a one-pass one): the same
-# adapter deriving y from X and the same table of expected failures.
-# --------------------------------------------------------------------------
-class DerivedTwoPassPhysicsAwareDeepNMF(DerivedPhysicsAwareDeepNMF):
-    """test_common's adapter, with partial_fit only where the real estimator has one."""
-
-    @available_if(lambda est: est._supports_partial_fit())
-    def partial_fit(self, X, y=None):
-        return super().partial_fit(X, y)
-
-
-CHECKED_ESTIMATORS = [
-    DerivedTwoPassPhysicsAwareDeepNMF(
-        # hankel_size=1: some checks set n_components=1, which a larger group cannot divide.
-        n_components=2, n_layers=3, n_trained_layers=3, n_context=1, hankel_size=1, reconstruction_bases="dnmf",
-        reconstruction_penalty=0.5, max_iter=5, random_state=0,
-    ),
-]
-EXPECTED = EXPECTED_FAILED_CHECKS["DerivedPhysicsAwareDeepNMF"]
-
-
-def _expected(estimator):
-    return EXPECTED
-
-
-_STRICT = {"xfail_strict": True} if "xfail_strict" in inspect.signature(parametrize_with_checks).parameters else {}
-
-
-@parametrize_with_checks(CHECKED_ESTIMATORS, expected_failed_checks=_expected, **_STRICT)
-def test_sklearn_compatible(estimator, check):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        if check_name(check) not in _expected(estimator):
-            check(estimator)
-            return
-        try:
-            check(estimator)
-        except Exception as exc:
-            raise AssertionError(f"{type(exc).__name__}: {exc}") from None
-
-
-def test_expected_failures_have_the_stated_cause():
-    estimator = CHECKED_ESTIMATORS[0]
-    assert not hasattr(estimator, "partial_fit")
-    seen = set()
-    for est, check in estimator_checks_generator(clone(estimator), mark=None):
-        name = check_name(check)
-        if name in _expected(estimator):
-            seen.add(name)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with pytest.raises(Exception, match=_DEEP_FAMILY_ERRORS[name]):
-                    check(est)
-    assert seen == set(_expected(estimator))
 
 
 def test_replayed_contracts():
