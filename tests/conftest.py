@@ -9,6 +9,7 @@ code under test.
 import numpy as np
 import pytest
 from scipy.special import xlogy
+from threadpoolctl import threadpool_limits
 
 
 def source_mixture(n=120, n_freqs=6, n_context=2, n_sources=2, seed=0, dtype=np.float64):
@@ -71,3 +72,10 @@ def _ref_divergence():
 @pytest.fixture(name="finite_difference_gradient")
 def _finite_difference_gradient():
     return finite_difference_gradient
+
+
+@pytest.fixture
+def one_blas_thread():
+    """BLAS limited to one thread, for modules of tiny fits on a loaded machine."""
+    with threadpool_limits(limits=1):
+        yield

@@ -16,7 +16,6 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 import sklearn_unfold
 from sklearn_unfold import DeepNMF, cli, demo
@@ -33,11 +32,8 @@ TINY = ["--n-components", "8", "--n-layers", "4", "--n-trained-layers", "2", "--
 PROGRESS = re.compile(r"^\[\s*\d+\.\d s\] ")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_blas_thread():
-    """The fits here are tiny: BLAS threads only add contention on a loaded machine."""
-    with threadpool_limits(limits=1):
-        yield
+# The fits here are tiny: BLAS threads only add contention on a loaded machine.
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(autouse=True)

@@ -6,14 +6,17 @@ import warnings
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from sklearn_unfold import demo
 from sklearn_unfold.datasets import DEFAULT_SNRS, DataFetchError, Mixture
 from sklearn_unfold.exceptions import FitInterruptedWarning
 
 # The runs below use a handful of updates on purpose.
-pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
+    # The fits here are tiny: BLAS threads only add contention on a loaded machine.
+    pytest.mark.usefixtures("one_blas_thread"),
+]
 
 PROG = "sklearn-unfold-demo"
 
@@ -25,11 +28,6 @@ class DataTouched(Exception):
     """Raised by the data loaders when a test expects them not to be called."""
 
 
-@pytest.fixture(autouse=True)
-def one_blas_thread():
-    """The fits here are tiny: BLAS threads only add contention on a loaded machine."""
-    with threadpool_limits(limits=1):
-        yield
 
 
 @pytest.fixture(autouse=True)
