@@ -219,10 +219,29 @@ def _frames_rfft(op, x):
     padded = np.zeros(max(n_total, x.shape[0] - offset))
     padded[-offset : -offset + x.shape[0]] = x
     frames = sliding_window_view(padded, op.m_num)[:: op.hop][: p_max - p_min]
+    return _windowed_rfft(op, frames)
+
+
+def _windowed_rfft(op, frames):
+    """Spectra of signal slices (rows of ``frames``, ``m_num`` samples each) as ``op`` computes them.
+
+    Each slice is windowed, zero-padded to ``mfft`` and rolled so that its
+    centre is at index 0 (ShortTimeFFT's ``phase_shift=0`` convention).
+    """
     segments = np.zeros((frames.shape[0], op.mfft))
     segments[:, : op.m_num] = frames * op.win
     segments = np.roll(segments, -((op.phase_shift + op.m_num_mid) % op.m_num), axis=1)
     return np.fft.rfft(segments, axis=1)
+
+
+def _windowed_irfft(op, spectra):
+    """The inverse of :func:`_windowed_rfft` up to overlap-add: slices times the dual window.
+
+    Summing slice ``p`` at sample ``p * hop - m_num_mid`` for every ``p``
+    is what ``op.istft`` does.
+    """
+    slices = np.roll(np.fft.irfft(spectra, n=op.mfft, axis=1), (op.phase_shift + op.m_num_mid) % op.m_num, axis=1)
+    return slices[:, : op.m_num] * op.dual_win
 
 
 @validate_params(

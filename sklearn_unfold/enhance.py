@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._compat import HasMethods, Interval, RealNotInt, _fit_context
 from ._fitting import N_JOBS_CONSTRAINT, transactional_fit
-from .audio import _get_operator, mix_at_snr, resynthesize, stft
+from .audio import _get_operator, _windowed_irfft, _windowed_rfft, mix_at_snr, resynthesize, stft
 from .deep_nmf import DeepNMF
 from .metrics import sdr
 
@@ -437,8 +437,6 @@ class EnhancerStream:
         self._enhancer = enhancer
         self._op = _get_operator(s["sample_rate"], s["window_ms"], s["hop_ms"], s["n_fft"])
         op = self._op
-        self._roll_in = -((op.phase_shift + op.m_num_mid) % op.m_num)
-        self._roll_out = (op.phase_shift + op.m_num_mid) % op.m_num
         self._input = np.zeros(0)  # samples from absolute index self._input_start on
         self._input_start = op.p_min * op.hop - op.m_num_mid  # first sample of the first frame (<= 0)
         self._n_received = 0
@@ -458,11 +456,8 @@ class EnhancerStream:
         frames = range(self._next_frame, last)
         if not len(frames):
             return
-        segments = np.zeros((len(frames), op.mfft))
-        for i, p in enumerate(frames):
-            a = self._frame_start(p) - self._input_start
-            segments[i, : op.m_num] = self._input[a : a + op.m_num] * op.win
-        spectra = np.fft.rfft(np.roll(segments, self._roll_in, axis=1), axis=1)
+        starts = [self._frame_start(p) - self._input_start for p in frames]
+        spectra = _windowed_rfft(op, np.stack([self._input[a : a + op.m_num] for a in starts]))
         mags = np.abs(spectra).astype(np.float32)
         if not self._context:
             # Frames before the first repeat the first one, as stack_context does.
@@ -473,8 +468,7 @@ class EnhancerStream:
             stacked[i] = np.concatenate(self._context)
         speech = self._enhancer.separator_.predict(stacked)[:, : self._enhancer.n_frequencies_]
         phase = np.divide(spectra, np.abs(spectra), out=np.ones_like(spectra), where=np.abs(spectra) > 0)
-        pieces = np.roll(np.fft.irfft(speech.astype(np.float64) * phase, n=op.mfft, axis=1), self._roll_out, axis=1)
-        pieces = pieces[:, : op.m_num] * op.dual_win
+        pieces = _windowed_irfft(op, speech.astype(np.float64) * phase)
         end = self._frame_start(last - 1) + op.m_num
         if end > self._output_start + len(self._output):
             self._output = np.concatenate([self._output, np.zeros(end - self._output_start - len(self._output))])
