@@ -363,11 +363,12 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         H_start = fixed_part(spec, bases.T, X, scale=scale, batch_size=self.batch_size, n_jobs=self.n_jobs)
         M = layout.mixture_targets(X, F, contiguous=True)
         sources = layout.source_targets(y, n_features, F, spec.n_sources, contiguous=True)
-        M_layers = layout.mixture_targets(X, n_features, contiguous=True) if spec.context_layers else M
+        # Context layers see the whole context-stacked mixture, the others its target frames.
+        context = layout.mixture_targets(X, n_features, contiguous=True) if spec.context_layers else None
         if scale != 1.0:
-            M_layers = M_layers / scale if M_layers is not M else None
             M, sources = M / scale, [S / scale for S in sources]
-            M_layers = M if M_layers is None else M_layers
+            context = None if context is None else context / scale
+        M_layers = M if context is None else context
         problem = TrainingProblem(
             spec=spec,
             M_layers=M_layers,

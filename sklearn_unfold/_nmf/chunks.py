@@ -104,6 +104,7 @@ def sum_chunk_results(one, chunks, n_jobs, shapes):
         if grads is not None:
             for acc, part in zip(grads, chunk_grads):
                 if acc is not None:
-                    acc[0].__iadd__(part[0])
-                    acc[1].__iadd__(part[1])
+                    plus, minus = acc
+                    plus += part[0]
+                    minus += part[1]
     return loss, grads
