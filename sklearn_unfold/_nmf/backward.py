@@ -11,6 +11,8 @@ PAD-NMF, a reconstruction penalty.
 
 import numpy as np
 
+from .. import _array_api as aa
+from .._array_api import get_namespace, is_numpy
 from .divergences import beta_divergence, beta_divergence_grad_parts, eps_for
 from .network import wiener_masks
 
@@ -28,7 +30,7 @@ def _lambda_powers(M, Lam, beta):
         MLb2 = M / Lam
         return MLb2, MLb2 / Lam, None, None
     if beta == 2:
-        return M, None, Lam, np.ones_like(Lam)
+        return M, None, Lam, get_namespace(Lam).ones_like(Lam)
     Lb2 = Lam ** (beta - 2.0)
     MLb2 = M * Lb2
     return MLb2, MLb2 / Lam, Lb2 * Lam, Lb2
@@ -64,13 +66,14 @@ def layer_backward(M, W, cache, Gp, Gm, beta, exponent=1.0, *, need_input_grad=T
     (dWp, dWm) : tuple of ndarray of shape (n_features, n_components)
     """
     H, Lam, P, Q = cache
+    xp = get_namespace(M, W)
     eps = eps_for(M.dtype)
     ratio = P / Q
     if exponent == 1.0:
         a = H / Q
         ratio_pow = ratio
     else:
-        np.maximum(ratio, eps, out=ratio)
+        ratio = aa.floor_(ratio, eps, xp)
         ratio_pow = ratio**exponent
         a = (exponent * ratio_pow / ratio) * H / Q
     c = a * ratio
@@ -90,7 +93,7 @@ def layer_backward(M, W, cache, Gp, Gm, beta, exponent=1.0, *, need_input_grad=T
             if need_input_grad:
                 out["B"] = W.T @ U
         Gc = G * c
-        out["F"] = np.broadcast_to(Gc.sum(axis=1), W.shape) if Lb1 is None else Lb1 @ Gc.T
+        out["F"] = xp.broadcast_to(xp.sum(Gc, axis=1), W.shape) if Lb1 is None else Lb1 @ Gc.T
         if kC:
             V = Lb2 * (W @ Gc)
             V *= kC
@@ -132,9 +135,7 @@ def layer_backward(M, W, cache, Gp, Gm, beta, exponent=1.0, *, need_input_grad=T
             plus -= diagonal
             minus -= diagonal
         # The grouped differences are >= 0 in exact arithmetic; clip rounding.
-        np.maximum(plus, 0, out=plus)
-        np.maximum(minus, 0, out=minus)
-        return plus, minus
+        return aa.floor_(plus, 0, xp), aa.floor_(minus, 0, xp)
 
     dW = combine(W_pos, W_neg, W, diagonal)
     dH = combine(H_pos, H_neg, H) if need_input_grad else None
@@ -143,7 +144,7 @@ def layer_backward(M, W, cache, Gp, Gm, beta, exponent=1.0, *, need_input_grad=T
 
 def _sum_parts(d, keys, like):
     """Sum of ``d[k]`` over ``keys`` (missing keys count as 0)."""
-    acc = np.zeros(like.shape, dtype=like.dtype)
+    acc = get_namespace(like).zeros_like(like)
     for key in keys:
         if key in d:
             acc += d[key]
@@ -184,13 +185,19 @@ def wiener_backward(M, sources, W, H, source_slices, weights, beta):
     (dWp, dWm) : ndarrays like W
     (dHp, dHm) : ndarrays like H
     """
+    xp = get_namespace(M, W)
     _, Lam, masks = wiener_masks(W, H, source_slices)
     n_sources = len(source_slices)
-    R = np.zeros_like(Lam)
-    with np.errstate(over="ignore"):
-        np.divide(M, Lam, out=R, where=Lam > 0)
+    if is_numpy(xp):
+        R = np.zeros_like(Lam)
+        with np.errstate(over="ignore"):
+            np.divide(M, Lam, out=R, where=Lam > 0)
+    else:
+        positive = Lam > 0
+        R = xp.where(positive, M / xp.where(positive, Lam, 1.0), 0.0)
     # A model many orders below the mixture: keep the gradient finite.
-    np.minimum(R, np.sqrt(np.finfo(R.dtype).max), out=R)
+    high = np.sqrt(np.finfo(R.dtype).max) if is_numpy(xp) else float(xp.finfo(R.dtype).max) ** 0.5
+    R = aa.ceil_(R, high, xp)
     loss = 0.0
     e_plus, e_minus = [None] * n_sources, [None] * n_sources
     for l, (S_l, mask, gamma) in enumerate(zip(sources, masks, weights)):
@@ -201,16 +208,15 @@ def wiener_backward(M, sources, W, H, source_slices, weights, beta):
             # gamma * part, without a copy when gamma is 1 (the usual target weight).
             e_plus[l] = ep if gamma == 1 else gamma * ep
             e_minus[l] = em if gamma == 1 else gamma * em
-    dWp, dWm = np.zeros_like(W), np.zeros_like(W)
-    dHp, dHm = np.zeros_like(H), np.zeros_like(H)
+    dWp, dWm = xp.zeros_like(W), xp.zeros_like(W)
+    dHp, dHm = xp.zeros_like(H), xp.zeros_like(H)
     for j, sl in enumerate(source_slices):
         pos = neg = None
         if e_plus[j] is not None:
             if n_sources == 2:
                 rest = masks[1 - j]
             else:
-                rest = 1.0 - masks[j]
-                np.maximum(rest, 0, out=rest)
+                rest = aa.floor_(1.0 - masks[j], 0, xp)
             pos, neg = e_plus[j] * rest, e_minus[j] * rest
         for l in range(n_sources):
             if l != j and e_plus[l] is not None:
@@ -220,10 +226,10 @@ def wiener_backward(M, sources, W, H, source_slices, weights, beta):
             continue
         pos *= R
         neg *= R
-        dHp[sl] = W[:, sl].T @ pos
-        dHm[sl] = W[:, sl].T @ neg
-        dWp[:, sl] = pos @ H[sl].T
-        dWm[:, sl] = neg @ H[sl].T
+        dHp[sl, :] = W[:, sl].T @ pos
+        dHm[sl, :] = W[:, sl].T @ neg
+        dWp[:, sl] = pos @ H[sl, :].T
+        dWm[:, sl] = neg @ H[sl, :].T
     return loss, (dWp, dWm), (dHp, dHm)
 
 
@@ -242,20 +248,21 @@ def reconstruction_penalty(sources, W, H, source_slices, weights, gamma):
     (dWp, dWm) : ndarrays like W
     (dHp, dHm) : ndarrays like H
     """
-    dWp, dWm = np.zeros_like(W), np.zeros_like(W)
-    dHp, dHm = np.zeros_like(H), np.zeros_like(H)
+    xp = get_namespace(W, H)
+    dWp, dWm = xp.zeros_like(W), xp.zeros_like(W)
+    dHp, dHm = xp.zeros_like(H), xp.zeros_like(H)
     loss = 0.0
     for S_l, sl, w in zip(sources, source_slices, weights):
         if not w:
             continue
-        Lam_l = W[:, sl] @ H[sl]
+        Lam_l = W[:, sl] @ H[sl, :]
         diff = S_l - Lam_l
-        loss += 0.5 * gamma * w * float(np.vdot(diff, diff))
+        loss += 0.5 * gamma * w * aa.vdot(diff, diff, xp)
         pos, neg = (gamma * w) * Lam_l, (gamma * w) * S_l
-        dHp[sl] = W[:, sl].T @ pos
-        dHm[sl] = W[:, sl].T @ neg
-        dWp[:, sl] = pos @ H[sl].T
-        dWm[:, sl] = neg @ H[sl].T
+        dHp[sl, :] = W[:, sl].T @ pos
+        dHm[sl, :] = W[:, sl].T @ neg
+        dWp[:, sl] = pos @ H[sl, :].T
+        dWm[:, sl] = neg @ H[sl, :].T
     return loss, (dWp, dWm), (dHp, dHm)
 
 

@@ -3,13 +3,21 @@
 Every NMF solver processes frames ``batch_size`` at a time so that the memory
 of intermediates does not grow with the data; the chunks' results are
 combined in order, so they do not depend on ``n_jobs``.
+
+Threads, memory maps and temporary files are numpy features: under
+scikit-learn's ``array_api_dispatch`` chunks run one after the other (the
+array library parallelizes each operation itself) and buffers are arrays
+of the data's namespace on its device.
 """
 
 import tempfile
 
 import numpy as np
 from joblib import Parallel, delayed, effective_n_jobs
+from sklearn import get_config
 from threadpoolctl import threadpool_limits
+
+from .._array_api import device, get_namespace, is_numpy
 
 
 def frame_chunks(n_frames, batch_size):
@@ -37,8 +45,12 @@ def frame_buffer(n_frames, n_values, dtype, *, like=None):
     contiguous on disk) on an anonymous temporary file
     (deleted when the buffer is garbage collected; ``TMPDIR`` picks the
     folder), so state that grows with the number of frames stays out of
-    memory like the data does.
+    memory like the data does. When ``like`` is an array of another
+    namespace, the buffer is one of that namespace on its device.
     """
+    xp = get_namespace(like)
+    if not is_numpy(xp):
+        return xp.empty((n_values, n_frames), dtype=dtype, device=device(like))
     shape = (n_frames, n_values)
     if like is not None and is_memmap_backed(like) and n_frames * n_values:
         with tempfile.TemporaryFile() as backing:
@@ -58,9 +70,11 @@ def imap_chunks(func, chunks, n_jobs):
     the cores. joblib dispatches ``2 * n_jobs`` tasks ahead, one chunk each,
     so at most a few chunks' results are held at once, however many chunks
     there are (its automatic batching would group more and more fast chunks
-    per task and buffer their results).
+    per task and buffer their results). Under ``array_api_dispatch`` the
+    chunks run in the calling thread (the dispatch setting is thread-local
+    and other libraries parallelize each operation themselves).
     """
-    if len(chunks) <= 1 or effective_n_jobs(n_jobs) == 1:
+    if len(chunks) <= 1 or effective_n_jobs(n_jobs) == 1 or get_config()["array_api_dispatch"]:
         for chunk in chunks:
             yield func(chunk)
         return
@@ -78,7 +92,7 @@ def map_chunks(func, chunks, n_jobs):
 def fill_by_chunks(func, chunks, n_jobs, out):
     """``out[chunk] = func(chunk)`` for every chunk (rows of ``out`` are frames); returns ``out``."""
     for chunk, part in zip(chunks, imap_chunks(func, chunks, n_jobs)):
-        out[chunk] = part
+        out[chunk, ...] = part
     return out
 
 
@@ -87,8 +101,9 @@ def sum_chunk_results(one, chunks, n_jobs, shapes):
 
     ``shapes`` gives the shape of each layer's gradient parts (None for a
     layer that is not trained, whose entry stays None); ``shapes=None`` sums
-    the losses only. Accumulators are float64 and the order is fixed, so the
-    sums do not depend on ``n_jobs``.
+    the losses only. Accumulators are float64 (in the namespace and on the
+    device of the gradient parts) and the order is fixed, so the sums do not
+    depend on ``n_jobs``.
 
     Returns
     -------
@@ -97,14 +112,28 @@ def sum_chunk_results(one, chunks, n_jobs, shapes):
     """
     loss = 0.0
     grads = None
-    if shapes is not None:
-        grads = [None if shape is None else (np.zeros(shape), np.zeros(shape)) for shape in shapes]
     for chunk_loss, chunk_grads in imap_chunks(one, chunks, n_jobs):
         loss += chunk_loss
-        if grads is not None:
-            for acc, part in zip(grads, chunk_grads):
-                if acc is not None:
-                    plus, minus = acc
-                    plus += part[0]
-                    minus += part[1]
+        if shapes is None:
+            continue
+        if grads is None:
+            grads = _zero_accumulators(shapes, chunk_grads)
+        for acc, part in zip(grads, chunk_grads):
+            if acc is not None:
+                plus, minus = acc
+                plus += part[0]
+                minus += part[1]
+    if shapes is not None and grads is None:
+        grads = _zero_accumulators(shapes, ())
     return loss, grads
+
+
+def _zero_accumulators(shapes, like):
+    """float64 zeros (plus, minus) per shape, in the namespace and on the device of the parts ``like``."""
+    part = next((p[0] for p in like if p is not None), None)
+    xp = np if part is None else get_namespace(part)
+    on = {} if is_numpy(xp) else {"device": device(part)}
+    return [
+        None if shape is None else (xp.zeros(shape, dtype=xp.float64, **on), xp.zeros(shape, dtype=xp.float64, **on))
+        for shape in shapes
+    ]

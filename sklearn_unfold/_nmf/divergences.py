@@ -1,12 +1,15 @@
 """Beta-divergences, their derivatives and dtype-aware epsilons.
 
 Pure array math shared by every NMF-based module. All functions take and
-return numpy arrays and never see an estimator.
+return arrays of one namespace (numpy, or any Array API library under
+scikit-learn's ``array_api_dispatch``) and never see an estimator.
 """
 
 import numbers
 
 import numpy as np
+
+from .._array_api import errstate, get_namespace, numpy_dtype, vdot
 
 _BETA_LOSS_NAMES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
 
@@ -40,13 +43,13 @@ def beta_loss_to_float(beta_loss):
 
 
 def eps_for(dtype):
-    """Smallest value divisions and logs are guarded with, for ``dtype``.
+    """Smallest value divisions and logs are guarded with, for ``dtype`` (of any namespace).
 
     It scales with the dtype's range rather than being one constant: float64
     keeps its precision (about 1e-77) while for float32 (about 3e-10) even
     ``x / eps**3``, which the beta < 1 gradients form, stays finite.
     """
-    return float(np.finfo(dtype).tiny) ** 0.25
+    return float(np.finfo(numpy_dtype(dtype)).tiny) ** 0.25
 
 
 def mm_exponent(beta):
@@ -84,27 +87,28 @@ def beta_divergence(X, Y, beta, axis=None):
     -------
     divergence : float, or ndarray when ``axis`` is given
     """
-    eps = eps_for(np.result_type(X, Y, np.float32))
+    xp = get_namespace(X, Y)
+    eps = eps_for(xp.result_type(X.dtype, Y.dtype, xp.float32))
     if beta == 2:
         diff = X - Y
         if axis is None:
-            return 0.5 * float(np.vdot(diff, diff))
+            return 0.5 * vdot(diff, diff, xp)
         diff *= diff
-        return 0.5 * diff.sum(axis=axis)
-    Y = np.maximum(Y, eps)
+        return 0.5 * xp.sum(diff, axis=axis)
+    Y = xp.maximum(Y, eps)
     if beta == 1:
         # x log(x / y) with the convention 0 log 0 = 0.
-        with np.errstate(divide="ignore", invalid="ignore"):
-            elementwise = np.where(X > 0, X * np.log(X / Y), 0.0)
+        with errstate(xp, divide="ignore", invalid="ignore"):
+            elementwise = xp.where(X > 0, X * xp.log(X / Y), 0.0)
         elementwise += Y - X
     elif beta == 0:
-        ratio = np.maximum(X, eps) / Y
-        elementwise = ratio - np.log(ratio) - 1.0
+        ratio = xp.maximum(X, eps) / Y
+        elementwise = ratio - xp.log(ratio) - 1.0
     else:
         elementwise = (X**beta + (beta - 1.0) * Y**beta - beta * X * Y ** (beta - 1.0)) / (
             beta * (beta - 1.0)
         )
-    total = elementwise.sum(axis=axis)
+    total = xp.sum(elementwise, axis=axis)
     return float(total) if axis is None else total
 
 
@@ -120,9 +124,10 @@ def beta_divergence_grad_parts(X, Y, beta):
     """
     if beta == 2:
         return Y, X
+    xp = get_namespace(X, Y)
     eps = eps_for(Y.dtype)
-    Y = np.maximum(Y, eps)
+    Y = xp.maximum(Y, eps)
     if beta == 1:
-        return np.ones_like(Y), X / Y
+        return xp.ones_like(Y), X / Y
     Yb2 = Y ** (beta - 2.0)
     return Y * Yb2, X * Yb2

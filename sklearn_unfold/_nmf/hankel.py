@@ -70,6 +70,9 @@ References
 import numpy as np
 from sklearn.utils import check_random_state
 
+from .. import _array_api as aa
+from .._array_api import get_namespace, is_numpy
+
 from .divergences import eps_for, mm_exponent
 from .scaling import safe_scale, scale_power, scaled_sparsity
 from .steps import halving_step
@@ -116,8 +119,12 @@ class BlockHankel:
         """Weights from generators: (n_groups, n_lags, F) -> (T F, n_groups r). Exact copies."""
         T, F, r = self.n_context, self.n_freqs, self.group_size
         G = gen.shape[0]
-        blocks = gen[:, self._diag, :].reshape(G, T, r, F)
-        return np.ascontiguousarray(blocks.transpose(1, 3, 0, 2).reshape(T * F, G * r))
+        xp = get_namespace(gen)
+        if is_numpy(xp):
+            blocks = gen[:, self._diag, :].reshape(G, T, r, F)
+            return np.ascontiguousarray(blocks.transpose(1, 3, 0, 2).reshape(T * F, G * r))
+        blocks = xp.reshape(xp.take(gen, aa.asarray(self._diag, xp, like=gen), axis=1), (G, T, r, F))
+        return xp.reshape(xp.permute_dims(blocks, (1, 3, 0, 2)), (T * F, G * r))
 
     def adjoint(self, A):
         """Sum of ``A`` over each anti-diagonal block: (T F, n_groups r) -> (n_groups, n_lags, F).
@@ -127,12 +134,23 @@ class BlockHankel:
         """
         T, F, r = self.n_context, self.n_freqs, self.group_size
         G = A.shape[1] // r
-        blocks = A.reshape(T, F, G, r).transpose(2, 0, 3, 1).reshape(G, T * r, F)
-        return np.matmul(self._onehot.T.astype(A.dtype, copy=False), blocks)
+        xp = get_namespace(A)
+        if is_numpy(xp):
+            blocks = A.reshape(T, F, G, r).transpose(2, 0, 3, 1).reshape(G, T * r, F)
+            return np.matmul(self._onehot.T.astype(A.dtype, copy=False), blocks)
+        blocks = xp.reshape(xp.permute_dims(xp.reshape(A, (T, F, G, r)), (2, 0, 3, 1)), (G, T * r, F))
+        return xp.matmul(self._constant(self._onehot.T, A), blocks)
+
+    def _constant(self, values, like):
+        """A numpy constant of the structure in the namespace, dtype and device of ``like``."""
+        xp = get_namespace(like)
+        if is_numpy(xp):
+            return values.astype(like.dtype, copy=False)
+        return aa.asarray(np.ascontiguousarray(values), xp, like=like, dtype=like.dtype)
 
     def generator(self, W):
         """Generators of the nearest block-Hankel matrix (anti-diagonal averages)."""
-        return self.adjoint(W) / self.counts.astype(W.dtype, copy=False)[:, np.newaxis]
+        return self.adjoint(W) / self._constant(self.counts, W)[:, None]
 
     def project(self, W):
         """Orthogonal (Frobenius) projection onto the block-Hankel matrices."""
@@ -140,8 +158,10 @@ class BlockHankel:
 
     def group_norms(self, gen):
         """``sqrt(||W_k||_F^2 / r)`` per group: the root-mean-square atom norm."""
-        sq = np.einsum("kdf,kdf->kd", gen, gen) @ self.counts.astype(gen.dtype, copy=False)
-        return np.sqrt(sq / self.group_size)
+        xp = get_namespace(gen)
+        squares = np.einsum("kdf,kdf->kd", gen, gen) if is_numpy(xp) else xp.sum(gen * gen, axis=2)
+        sq = squares @ self._constant(self.counts, gen)
+        return xp.sqrt(sq / self.group_size)
 
 
 def hankel_ratio(structure, plus, minus, eps):
@@ -152,11 +172,15 @@ def hankel_ratio(structure, plus, minus, eps):
     """
     num = structure.adjoint(minus)
     den = structure.adjoint(plus)
+    xp = get_namespace(num)
     no_gradient = (den == 0) & (num == 0)
-    np.maximum(den, eps, out=den)
+    den = aa.floor_(den, eps, xp)
     num /= den
     # No gradient at all: keep the generator (0 / eps would zero it for good).
-    num[no_gradient] = 1.0
+    if is_numpy(xp):
+        num[no_gradient] = 1.0
+    else:
+        num = xp.where(no_gradient, 1.0, num)
     return structure.expand(num)
 
 
@@ -176,18 +200,24 @@ def _update_hankel_bases(structure, M, gen, H, beta, Lam, eps, step):
 
     followed by renormalization.
     """
+    xp = get_namespace(M, gen)
     if beta == 1:
         neg = (M / Lam) @ H.T
-        pos = np.broadcast_to(H.sum(axis=1), (M.shape[0], H.shape[0]))
+        pos = xp.broadcast_to(xp.sum(H, axis=1), (M.shape[0], H.shape[0]))
     else:
         Lb2 = Lam ** (beta - 2.0)
         neg = (M * Lb2) @ H.T
         pos = (Lb2 * Lam) @ H.T
-    A_plus, A_minus = structure.adjoint(np.ascontiguousarray(pos)), structure.adjoint(neg)
-    cg = gen * structure.counts.astype(gen.dtype, copy=False)[:, np.newaxis] / structure.group_size
-    numer = A_minus + cg * np.einsum("kdf,kdf->k", gen, A_plus)[:, np.newaxis, np.newaxis]
-    denom = A_plus + cg * np.einsum("kdf,kdf->k", gen, A_minus)[:, np.newaxis, np.newaxis]
-    np.maximum(denom, eps, out=denom)
+    A_plus, A_minus = structure.adjoint(aa.ascontiguous(pos, xp)), structure.adjoint(neg)
+    cg = gen * structure._constant(structure.counts, gen)[:, None] / structure.group_size
+
+    def dots(A):
+        """``sum(gen * A)`` per group, shape (n_groups, 1, 1)."""
+        per_group = np.einsum("kdf,kdf->k", gen, A) if is_numpy(xp) else xp.sum(gen * A, axis=(1, 2))
+        return per_group[:, None, None]
+
+    numer = A_minus + cg * dots(A_plus)
+    denom = aa.floor_(A_plus + cg * dots(A_minus), eps, xp)
     numer /= denom
     if step != 1.0:
         numer **= step
@@ -196,8 +226,8 @@ def _update_hankel_bases(structure, M, gen, H, beta, Lam, eps, step):
 
 
 def _normalize_generators(structure, gen, eps):
-    norms = np.maximum(structure.group_norms(gen), eps)
-    return gen / norms[:, np.newaxis, np.newaxis]
+    norms = get_namespace(gen).maximum(structure.group_norms(gen), eps)
+    return gen / norms[:, None, None]
 
 
 def init_hankel_generators(structure, M, n_components, rng):
@@ -211,13 +241,20 @@ def init_hankel_generators(structure, M, n_components, rng):
     T, F = structure.n_context, structure.n_freqs
     G = structure.n_groups(n_components)
     n_frames = M.shape[1]
-    scale = float(M.mean()) if M.size else 1.0
+    xp = get_namespace(M)
+    scale = float(xp.mean(M)) if aa.size(M) else 1.0
     scale = scale if scale > 0 else 1.0
     idx = rng.choice(n_frames, size=G, replace=G > n_frames)
-    exemplars = M[:, idx].reshape(T, F, G).transpose(2, 0, 1)  # (G, T, F)
     lag_frame = np.minimum(np.arange(structure.n_lags), T - 1)
-    gen = exemplars[:, lag_frame, :] + 1e-3 * scale * rng.uniform(size=(G, structure.n_lags, F))
-    return _normalize_generators(structure, gen.astype(M.dtype, copy=False), eps_for(M.dtype))
+    noise = rng.uniform(size=(G, structure.n_lags, F))
+    if is_numpy(xp):
+        exemplars = M[:, idx].reshape(T, F, G).transpose(2, 0, 1)  # (G, T, F)
+        gen = exemplars[:, lag_frame, :] + 1e-3 * scale * noise
+    else:
+        picked = xp.take(M, aa.asarray(idx, xp, like=M), axis=1)
+        exemplars = xp.permute_dims(xp.reshape(picked, (T, F, G)), (2, 0, 1))
+        gen = xp.take(exemplars, aa.asarray(lag_frame, xp, like=M), axis=1) + 1e-3 * scale * aa.asarray(noise, xp, like=M)
+    return _normalize_generators(structure, aa.astype(gen, M.dtype, xp), eps_for(M.dtype))
 
 
 def fit_hankel_sparse_nmf(structure, M, gen, H, *, beta, mu, max_iter, tol, max_halvings=8):
@@ -296,7 +333,7 @@ def learn_hankel_bases(structure, V, n_components, *, beta, sparsity, random_sta
     """
     rng = check_random_state(random_state)
     scale = safe_scale(V)
-    M = np.ascontiguousarray(V.T if scale == 1.0 else V.T / scale)
+    M = aa.ascontiguous(V.T if scale == 1.0 else V.T / scale, get_namespace(V))
     gen = init_hankel_generators(structure, M, n_components, rng)
     H = init_training_activations(M, structure.expand(gen), rng)
     mu = scaled_sparsity(float(sparsity), beta, scale, M.dtype)

@@ -8,6 +8,7 @@ source 0 first: ``(n_samples, n_sources * T * F)``.
 
 import numpy as np
 
+from .._array_api import asarray, get_namespace, is_numpy
 from .chunks import is_memmap_backed
 
 
@@ -32,8 +33,8 @@ def n_sources_of(y, n_features):
 
 
 def _columns(block, contiguous):
-    """``block.T``, as a C-ordered copy when asked, unless the data is memory mapped."""
-    if contiguous and not is_memmap_backed(block):
+    """``block.T``, as a C-ordered copy when asked, unless the data is memory mapped (or not numpy)."""
+    if contiguous and isinstance(block, np.ndarray) and not is_memmap_backed(block):
         return np.ascontiguousarray(block.T)
     return block.T
 
@@ -76,7 +77,9 @@ def scoring_targets(y, n_samples, n_context, n_frequencies, n_sources):
             f"only their target frames; got {y.shape}."
         )
     if y.shape[1] == full:
-        return y[:, [l * n_features + n_features - n_frequencies + f for l in range(n_sources) for f in range(n_frequencies)]]
+        columns = [l * n_features + n_features - n_frequencies + f for l in range(n_sources) for f in range(n_frequencies)]
+        xp = get_namespace(y)
+        return y[:, columns] if is_numpy(xp) else xp.take(y, asarray(np.asarray(columns), xp, like=y), axis=1)
     if n_context == n_sources and n_context > 1:
         raise ValueError(
             f"y has {targets_only} columns, which is ambiguous: both the target frames of {n_sources} sources and one "

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import _array_api as aa
+from .._array_api import get_namespace, is_numpy
 from .chunks import fill_by_chunks, frame_buffer, frame_chunks, imap_chunks
 from .divergences import eps_for, mm_exponent
 from .scaling import safe_scale, scaled_sparsity
@@ -144,15 +146,24 @@ def wiener_masks(W, H, source_slices):
     Lam : ndarray
     masks : list of ndarray
     """
-    Lams = [W[:, sl] @ H[sl] for sl in source_slices]
-    Lam = np.add.reduce(Lams) if len(Lams) > 1 else Lams[0].copy()
-    positive = Lam > 0
-    if positive.all():
-        masks = [Lam_l / Lam for Lam_l in Lams]
-    else:
-        equal = 1.0 / len(Lams)
+    xp = get_namespace(W, H)
+    Lams = [W[:, sl] @ H[sl, :] for sl in source_slices]
+    positive = None
+    equal = 1.0 / len(Lams)
+    if is_numpy(xp):
+        Lam = np.add.reduce(Lams) if len(Lams) > 1 else Lams[0].copy()
+        positive = Lam > 0
+        if positive.all():
+            return Lams, Lam, [Lam_l / Lam for Lam_l in Lams]
         masks = [np.divide(Lam_l, Lam, out=np.full_like(Lam, equal), where=positive) for Lam_l in Lams]
-    return Lams, Lam, masks
+        return Lams, Lam, masks
+    # Elsewhere the test above would wait for the device: always take the guarded form.
+    Lam = Lams[0]
+    for Lam_l in Lams[1:]:
+        Lam = Lam + Lam_l
+    positive = Lam > 0
+    safe = xp.where(positive, Lam, 1.0)
+    return Lams, Lam, [xp.where(positive, Lam_l / safe, equal) for Lam_l in Lams]
 
 
 def wiener_forward(M, W, H, source_slices):
@@ -191,9 +202,11 @@ def fixed_activations(M_ctx, W_fixed, n_iter, beta, mu, exponent):
     -------
     H : ndarray of shape (n_components, n_frames)
     """
+    xp = get_namespace(M_ctx, W_fixed)
     H = initial_activations(M_ctx, W_fixed)
-    W_colsum = W_fixed.sum(axis=0)
-    if beta != 1 or exponent != 1.0 or not n_iter:
+    W_colsum = xp.sum(W_fixed, axis=0)
+    # The in-place loop below is numpy's; other namespaces run the same updates as expressions.
+    if beta != 1 or exponent != 1.0 or not n_iter or not is_numpy(xp):
         for _ in range(n_iter):
             H = layer_forward(M_ctx, W_fixed, H, beta, mu, exponent, W_colsum=W_colsum)
         return H
@@ -251,14 +264,15 @@ def forward_chunk(spec, W_fixed, layers, M_ctx, mu, output="sources"):
     out : ndarray of shape (width, n_frames)
         Sources / reconstructions stacked source 0 first.
     """
-    M = M_ctx[-spec.n_frequencies :]
+    M = M_ctx[-spec.n_frequencies :, :]
     H = fixed_activations(M_ctx, W_fixed, spec.n_fixed, spec.beta, mu, spec.exponent)
     H = trained_forward(M_ctx if spec.context_layers else M, H, layers, spec.beta, mu, spec.exponent)
+    xp = get_namespace(M_ctx)
     if output == "activations":
         return H
     if output == "sources":
-        return np.vstack(wiener_forward(M, layers[-1], H, spec.source_slices)[0])
-    return np.vstack([layers[-1][:, sl] @ H[sl] for sl in spec.source_slices])
+        return aa.vstack(wiener_forward(M, layers[-1], H, spec.source_slices)[0], xp)
+    return aa.vstack([layers[-1][:, sl] @ H[sl, :] for sl in spec.source_slices], xp)
 
 
 def _frames_as_columns(X_rows, scale):
@@ -266,8 +280,12 @@ def _frames_as_columns(X_rows, scale):
 
     One copy per chunk: every layer's element-wise work then runs on
     contiguous arrays of one layout (a transposed view of row-major X made
-    ``M / (W H)`` several times slower).
+    ``M / (W H)`` several times slower). Arrays of other namespaces are
+    used as the transposed view.
     """
+    xp = get_namespace(X_rows)
+    if not is_numpy(xp):
+        return X_rows.T if scale == 1.0 else X_rows.T / scale
     M = np.ascontiguousarray(X_rows.T)
     if scale != 1.0:
         if np.shares_memory(M, X_rows):
@@ -297,20 +315,24 @@ def run_network(spec, W_fixed, layers, X, *, output="sources", batch_size=None, 
     -------
     out : ndarray of shape (n_samples, width), X's dtype
     """
+    xp = get_namespace(X)
     scale = safe_scale(X)
     mu = spec.mu(scale, X.dtype)
     # No copy of the bases (BLAS takes either order; a copy per call would
     # dominate small calls such as a stream's).
-    W_fixed = W_fixed.astype(X.dtype, copy=False)
-    layers = [np.ascontiguousarray(W, dtype=X.dtype) for W in layers]
+    W_fixed = aa.astype(W_fixed, X.dtype, xp)
+    layers = [aa.ascontiguous(W, xp, dtype=X.dtype) for W in layers]
 
     def one(chunk):
-        M_ctx = _frames_as_columns(X[chunk], scale)
+        M_ctx = _frames_as_columns(X[chunk, :], scale)
         out = forward_chunk(spec, W_fixed, layers, M_ctx, mu, output).T
         return out if scale == 1.0 else out * scale
 
     chunks = frame_chunks(X.shape[0], batch_size)
-    out = np.empty((X.shape[0], output_width(spec, output)), dtype=X.dtype)
+    width = output_width(spec, output)
+    out = np.empty((X.shape[0], width), dtype=X.dtype) if is_numpy(xp) else (
+        xp.empty((X.shape[0], width), dtype=X.dtype, device=aa.device(X))
+    )
     return fill_by_chunks(one, chunks, n_jobs, out)
 
 
@@ -321,13 +343,13 @@ def fixed_part(spec, W_fixed, X, *, scale=1.0, batch_size=None, n_jobs=None):
     :func:`~.chunks.frame_buffer` (a temporary file when X is memory mapped),
     on ``X / scale``.
     """
-    W_fixed = W_fixed.astype(X.dtype, copy=False)
+    W_fixed = aa.astype(W_fixed, X.dtype, get_namespace(X))
     mu = spec.mu(scale, X.dtype)
     chunks = frame_chunks(X.shape[0], batch_size)
     H_start = frame_buffer(X.shape[0], W_fixed.shape[1], X.dtype, like=X)
 
     def one(chunk):
-        M_ctx = _frames_as_columns(X[chunk], scale)
+        M_ctx = _frames_as_columns(X[chunk, :], scale)
         return fixed_activations(M_ctx, W_fixed, spec.n_fixed, spec.beta, mu, spec.exponent)
 
     for chunk, part in zip(chunks, imap_chunks(one, chunks, n_jobs)):

@@ -20,6 +20,8 @@ import time
 import numpy as np
 from sklearn.utils import check_random_state
 
+from .. import _array_api as aa
+from .._array_api import get_namespace, is_numpy
 from .._fitting import run_interruptible
 from .chunks import frame_buffer, frame_chunks
 from .divergences import beta_divergence, eps_for, mm_exponent
@@ -39,16 +41,16 @@ def initial_activations(M, W):
     -------
     H0 : ndarray of shape (n_components, n_frames)
     """
+    xp = get_namespace(M, W)
     eps = eps_for(M.dtype)
-    per_frame = M.sum(axis=0) / max(float(W.sum()), eps)
-    return np.repeat(per_frame[np.newaxis, :].astype(M.dtype, copy=False), W.shape[1], axis=0)
+    per_frame = xp.sum(M, axis=0) / max(float(xp.sum(W)), eps)
+    return xp.repeat(aa.astype(per_frame[None, :], M.dtype, xp), W.shape[1], axis=0)
 
 
 def model(W, H, eps):
     """``W @ H`` floored at ``eps`` so it can be divided by and logged."""
     Lam = W @ H
-    np.maximum(Lam, eps, out=Lam)
-    return Lam
+    return aa.floor_(Lam, eps, get_namespace(Lam))
 
 
 def activation_ratio(M, W, Lam, beta, mu, eps, *, W_colsum=None):
@@ -63,10 +65,11 @@ def activation_ratio(M, W, Lam, beta, mu, eps, *, W_colsum=None):
     P : ndarray of shape (n_components, n_frames)
     Q : ndarray of shape (n_components, n_frames) or (n_components, 1)
     """
+    xp = get_namespace(M, W)
     if beta == 1:
         P = W.T @ (M / Lam)
-        colsum = W.sum(axis=0) if W_colsum is None else W_colsum
-        Q = (colsum + mu)[:, np.newaxis]
+        colsum = xp.sum(W, axis=0) if W_colsum is None else W_colsum
+        Q = (colsum + mu)[:, None]
     elif beta == 2:
         P = W.T @ M
         Q = W.T @ Lam
@@ -77,8 +80,7 @@ def activation_ratio(M, W, Lam, beta, mu, eps, *, W_colsum=None):
         Lb2 *= Lam
         Q = W.T @ Lb2
         Q += mu
-    np.maximum(Q, eps, out=Q)
-    return P, Q
+    return P, aa.floor_(Q, eps, xp)
 
 
 def update_activations(M, W, H, beta, mu, *, exponent=1.0, Lam=None, W_colsum=None):
@@ -115,8 +117,8 @@ def update_activations(M, W, H, beta, mu, *, exponent=1.0, Lam=None, W_colsum=No
 
 def normalize_columns(W, eps):
     """Scale the columns of ``W`` to unit L2 norm (in place) and return it."""
-    norms = np.sqrt(np.einsum("fr,fr->r", W, W))
-    np.maximum(norms, eps, out=norms)
+    xp = get_namespace(W)
+    norms = aa.floor_(xp.sqrt(aa.column_dots(W, W, xp)), eps, xp)
     W /= norms
     return W
 
@@ -142,6 +144,7 @@ def bases_gradient_parts(M, W, H, beta, *, Lam=None, out=None):
     neg, pos : ndarray of shape (n_features, n_components)
         For KL ``pos`` is a read-only broadcast of ``H.sum(axis=1)``.
     """
+    xp = get_namespace(M, W)
     eps = eps_for(M.dtype)
     if Lam is None:
         Lam = model(W, H, eps)
@@ -149,7 +152,7 @@ def bases_gradient_parts(M, W, H, beta, *, Lam=None, out=None):
         ratio = M / Lam if out is None else np.divide(M, Lam, out=out)
         # (H ratio^T)^T: the product BLAS runs fastest for frames-major data.
         neg = (H @ ratio.T).T
-        pos = np.broadcast_to(H.sum(axis=1), W.shape)
+        pos = xp.broadcast_to(xp.sum(H, axis=1), W.shape)
     elif beta == 2:
         neg = M @ H.T
         pos = Lam @ H.T
@@ -173,11 +176,11 @@ def normalized_bases_step(W, neg, pos, eps, *, step=1.0):
         in the dtype of ``neg`` and ``pos`` combined with ``W``'s.
     """
     # Column sums of W * G: the projection that removes the scale direction.
-    pos_proj = np.einsum("fr,fr->r", W, pos)
-    neg_proj = np.einsum("fr,fr->r", W, neg)
+    xp = get_namespace(W, neg, pos)
+    pos_proj = aa.column_dots(W, pos, xp)
+    neg_proj = aa.column_dots(W, neg, xp)
     numer = neg + W * pos_proj
-    denom = pos + W * neg_proj
-    np.maximum(denom, eps, out=denom)
+    denom = aa.floor_(pos + W * neg_proj, eps, xp)
     numer /= denom
     if step != 1.0:
         numer **= step
@@ -217,7 +220,7 @@ def update_bases_normalized(M, W, H, beta, *, Lam=None, step=1.0):
 
 def sparse_nmf_objective(M, Lam, H, beta, mu):
     """Full objective of eq. 32: ``D_beta(M | Lam) + mu * ||H||_1``."""
-    return beta_divergence(M, Lam, beta) + mu * float(H.sum())
+    return beta_divergence(M, Lam, beta) + mu * float(get_namespace(H).sum(H))
 
 
 def make_objective(M, beta, mu, axis=None):
@@ -230,15 +233,17 @@ def make_objective(M, beta, mu, axis=None):
     function returns one value per frame (column).
     """
 
+    xp = get_namespace(M)
+
     def total(A):
-        return A.sum(axis=axis, dtype=np.float64)
+        return xp.sum(A, axis=axis, dtype=xp.float64)
 
     if beta == 1:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            const = total(np.where(M > 0, M * np.log(M), 0.0)) - total(M)
+        with aa.errstate(xp, divide="ignore", invalid="ignore"):
+            const = total(xp.where(M > 0, M * xp.log(M), 0.0)) - total(M)
 
         def objective(Lam, H):
-            return const - total(M * np.log(Lam)) + total(Lam) + mu * total(H)
+            return const - total(M * xp.log(Lam)) + total(Lam) + mu * total(H)
 
     else:
 
@@ -263,13 +268,18 @@ def _contiguous_frames(M):
     element-wise work runs over contiguous memory in one order; an
     estimator's ``X.T`` is F-ordered (frames-major) and is used as it is.
     """
-    if M.flags.c_contiguous or M.flags.f_contiguous:
+    if not isinstance(M, np.ndarray) or M.flags.c_contiguous or M.flags.f_contiguous:
         return M
     return np.asfortranarray(M)
 
 
 def _model_into(W, H, eps, out):
-    """:func:`model` written into ``out`` (C- or F-ordered), without a temporary."""
+    """:func:`model` written into ``out`` (C- or F-ordered), without a temporary.
+
+    ``out=None`` (arrays other than numpy's) computes a new model.
+    """
+    if out is None:
+        return model(W, H, eps)
     if out.flags.c_contiguous:
         np.matmul(W, H, out=out)
     else:
@@ -344,18 +354,24 @@ def _fit_frobenius_one_shot(M, state, *, mu, max_iter, tol, update_W, verbose, m
     not floored at ``eps`` here, which only matters for entries below it).
     """
     W, H = state["W"], state["H"]
+    xp = get_namespace(M, W)
     eps = eps_for(M.dtype)
-    half_norm = 0.5 * _sum_of_squares(M)
+    if is_numpy(xp):
+        half_norm = 0.5 * _sum_of_squares(M)
+    else:
+        M64 = aa.astype(M, xp.float64, xp)
+        half_norm = 0.5 * float(xp.sum(M64 * M64))
+        del M64
 
     def objective(W_, G, K, H_):
-        W64 = W_.astype(np.float64)
-        cross = float(np.einsum("fr,fr->", W64, G))
-        gram = float(np.einsum("rs,rs->", W64.T @ W64, K))
-        return half_norm - cross + 0.5 * gram + mu * float(H_.sum(dtype=np.float64))
+        W64 = aa.astype(W_, xp.float64, xp, copy=True)
+        cross = float(xp.sum(aa.column_dots(W64, G, xp)))
+        gram = float(xp.sum(aa.column_dots(W64.T @ W64, K, xp)))
+        return half_norm - cross + 0.5 * gram + mu * float(xp.sum(H_, dtype=xp.float64))
 
     def stats(H_):
-        H64 = H_.astype(np.float64)
-        return (H_ @ M.T).T.astype(np.float64), H64 @ H64.T
+        H64 = aa.astype(H_, xp.float64, xp, copy=True)
+        return aa.astype((H_ @ M.T).T, xp.float64, xp, copy=True), H64 @ H64.T
 
     G, K = stats(H)
     loss = objective(W, G, K, H)
@@ -366,18 +382,18 @@ def _fit_frobenius_one_shot(M, state, *, mu, max_iter, tol, update_W, verbose, m
         P = W.T @ M
         Q = (W.T @ W) @ H
         Q += mu
-        np.maximum(Q, eps, out=Q)
+        Q = aa.floor_(Q, eps, xp)
         P /= Q
         P *= H
         H = P
         G, K = stats(H)
         previous = loss
         if update_W:
-            neg = G.astype(W.dtype, copy=False) if W.dtype == np.float64 else G
-            pos = W @ K
+            neg = aa.astype(G, W.dtype, xp) if W.dtype == xp.float64 else G
+            pos = xp.matmul(W, K)  # float64 (``@`` refuses mixed dtypes on torch)
 
             def propose(step):
-                W_new = normalized_bases_step(W, neg, pos, eps, step=step).astype(W.dtype, copy=False)
+                W_new = aa.astype(normalized_bases_step(W, neg, pos, eps, step=step), W.dtype, xp)
                 return W_new, objective(W_new, G, K, H)
 
             accepted, loss, _ = halving_step(propose, previous, max_halvings=max_halvings)
@@ -400,7 +416,11 @@ def infer_activations(M, W, H, *, beta, mu, max_iter, tol):
     A frame stops when one iteration lowers *its* objective by at most
     ``tol`` times its value, so its result does not depend on the other
     frames it is processed with (a global stopping rule would make it).
-    Only frames still running are updated.
+    On numpy only frames still running are updated. Other namespaces
+    update every frame and keep the result of the running ones (the same
+    numbers, without data-dependent shapes), and look whether any frame is
+    still running every ``check_every`` iterations only, so that a GPU is
+    not waited for at every iteration; ``n_iter`` is then a multiple of it.
 
     Returns
     -------
@@ -410,27 +430,57 @@ def infer_activations(M, W, H, *, beta, mu, max_iter, tol):
     loss_curve : list of float
         Objective summed over frames, at the start and after each iteration.
     """
+    xp = get_namespace(M, W)
     eps = eps_for(M.dtype)
     exponent = mm_exponent(beta)
-    W_colsum = W.sum(axis=0)
-    H = H.copy()
-    per_frame = beta_divergence(M, model(W, H, eps), beta, axis=0) + mu * H.sum(axis=0)
-    loss_curve = [float(per_frame.sum())]
-    running = np.arange(M.shape[1])
+    W_colsum = xp.sum(W, axis=0)
+    H = aa.copy(H, xp)
+    per_frame = beta_divergence(M, model(W, H, eps), beta, axis=0) + mu * xp.sum(H, axis=0)
+    loss_curve = [xp.sum(per_frame)]
+    running = np.arange(M.shape[1]) if is_numpy(xp) else xp.ones(M.shape[1], dtype=xp.bool, device=aa.device(M))
     n_iter = 0
     for n_iter in range(1, max_iter + 1):
-        M_run, H_run = M[:, running], H[:, running]
+        M_run, H_run = _running_frames(M, running, xp), _running_frames(H, running, xp)
         H_run = update_activations(M_run, W, H_run, beta, mu, exponent=exponent, W_colsum=W_colsum)
-        new = beta_divergence(M_run, model(W, H_run, eps), beta, axis=0) + mu * H_run.sum(axis=0)
+        new = beta_divergence(M_run, model(W, H_run, eps), beta, axis=0) + mu * xp.sum(H_run, axis=0)
+        H, per_frame, still = _keep_running(H, H_run, per_frame, new, running, tol, xp)
+        loss_curve.append(xp.sum(per_frame))
+        if tol > 0:
+            running = still
+            if _all_stopped(running, n_iter, xp):
+                break
+    return H, n_iter, [float(loss) for loss in loss_curve]
+
+
+_CHECK_EVERY = 10  # iterations between host syncs of the stopping test (non-numpy arrays)
+
+
+def _running_frames(A, running, xp):
+    """The columns of ``A`` still running (all of them outside numpy: ``running`` is then a mask)."""
+    return A[:, running] if is_numpy(xp) else A
+
+
+def _keep_running(H, H_run, per_frame, new, running, tol, xp):
+    """Store the running frames' update; the frames that keep running after it.
+
+    A frame stops when its objective fell by at most ``tol`` times its value.
+    ``running`` holds frame indices on numpy (updated in place), a boolean
+    mask elsewhere (stopped frames keep their old values).
+    """
+    if is_numpy(xp):
         H[:, running] = H_run
         old = per_frame[running]
         per_frame[running] = new
-        loss_curve.append(float(per_frame.sum()))
-        if tol > 0:
-            running = running[old - new > tol * np.abs(new)]
-            if running.size == 0:
-                break
-    return H, n_iter, loss_curve
+        return H, per_frame, running[old - new > tol * np.abs(new)]
+    H = xp.where(running, H_run, H)
+    still = running & (per_frame - new > tol * xp.abs(new))
+    return H, xp.where(running, new, per_frame), still
+
+
+def _all_stopped(running, n_iter, xp):
+    if is_numpy(xp):
+        return running.size == 0
+    return n_iter % _CHECK_EVERY == 0 and not bool(xp.any(running))
 
 
 def infer_activations_batched(M, W, *, beta, mu, max_iter, tol, batch_size=None):
@@ -445,15 +495,21 @@ def infer_activations_batched(M, W, *, beta, mu, max_iter, tol, batch_size=None)
     H : ndarray of shape (n_components, n_frames)
         The transpose of a C-ordered (n_frames, n_components) array.
     """
+    xp = get_namespace(M, W)
     n_frames = M.shape[1]
-    out = np.empty((n_frames, W.shape[1]), dtype=np.result_type(M, W))
+    out = xp.empty((n_frames, W.shape[1]), dtype=xp.result_type(M.dtype, W.dtype), **_on(M, xp))
     for chunk in frame_chunks(n_frames, batch_size):
         M_c = M[:, chunk]
         H_c, _, _ = infer_activations(
             M_c, W, initial_activations(M_c, W), beta=beta, mu=mu, max_iter=max_iter, tol=tol
         )
-        out[chunk] = H_c.T
+        out[chunk, :] = H_c.T
     return out.T
+
+
+def _on(like, xp):
+    """``device=`` of ``like`` for the array constructors, on namespaces that have devices."""
+    return {} if is_numpy(xp) else {"device": aa.device(like)}
 
 
 def fit_sparse_nmf(
@@ -558,19 +614,22 @@ def _fit_sparse_nmf_one_shot(M, state, *, beta, mu, max_iter, tol, update_W, ver
             max_halvings=max_halvings,
         )
     W, H = state["W"], state["H"]
+    xp = get_namespace(M, W)
     eps = eps_for(M.dtype)
     exponent = mm_exponent(beta)
-    W_colsum = W.sum(axis=0)
-    Lam = _model_into(W, H, eps, np.empty_like(M, dtype=np.result_type(W, H)))
-    spare = np.empty_like(Lam) if update_W else None
-    scratch = np.empty_like(M, dtype=np.result_type(M, Lam)) if update_W and beta == 1 else None
-    objective = _kl_objective(M, beta, mu) if beta == 1 else make_objective(M, beta, mu)
+    W_colsum = xp.sum(W, axis=0)
+    # Reused buffers and the fused objective on numpy; plain expressions elsewhere.
+    buffers = is_numpy(xp)
+    Lam = _model_into(W, H, eps, np.empty_like(M, dtype=np.result_type(W, H)) if buffers else None)
+    spare = np.empty_like(Lam) if update_W and buffers else None
+    scratch = np.empty_like(M, dtype=np.result_type(M, Lam)) if update_W and beta == 1 and buffers else None
+    objective = _kl_objective(M, beta, mu) if beta == 1 and buffers else make_objective(M, beta, mu)
     loss = objective(Lam, H)
     loss_curve = state["loss_curve"] = [loss]
     start = time.perf_counter()
     for n_iter in range(1, max_iter + 1):
         H = update_activations(M, W, H, beta, mu, exponent=exponent, Lam=Lam, W_colsum=W_colsum)
-        Lam = _model_into(W, H, eps, Lam)
+        Lam = _model_into(W, H, eps, Lam if buffers else None)
         previous = loss
         if update_W:
             # The activation step above is a majorization-minimization step
@@ -590,8 +649,8 @@ def _fit_sparse_nmf_one_shot(M, state, *, beta, mu, max_iter, tol, update_W, ver
                 # No basis step helped: the iteration only moved H.
                 loss = objective(Lam, H)
             else:
-                (W, Lam), spare = accepted, Lam
-                W_colsum = W.sum(axis=0)
+                (W, Lam), spare = accepted, (Lam if buffers else None)
+                W_colsum = xp.sum(W, axis=0)
         else:
             loss = objective(Lam, H)
         state.update(W=W, H=H, loss_curve=loss_curve + [loss])
@@ -609,6 +668,7 @@ def _fit_sparse_nmf_chunked(M, state, *, beta, mu, max_iter, tol, update_W, verb
     (objective of the new bases with the new activations).
     """
     W, H = state["W"], state["H"]
+    xp = get_namespace(M, W)
     eps = eps_for(M.dtype)
     exponent = mm_exponent(beta)
     chunks = frame_chunks(M.shape[1], batch_size)
@@ -621,9 +681,9 @@ def _fit_sparse_nmf_chunked(M, state, *, beta, mu, max_iter, tol, update_W, verb
     loss_curve = state["loss_curve"] = [loss]
     start = time.perf_counter()
     for n_iter in range(1, max_iter + 1):
-        W_colsum = W.sum(axis=0)
-        neg = np.zeros(W.shape)
-        pos = np.zeros(W.shape)
+        W_colsum = xp.sum(W, axis=0)
+        neg = xp.zeros(W.shape, dtype=xp.float64, **_on(W, xp))
+        pos = xp.zeros(W.shape, dtype=xp.float64, **_on(W, xp))
         for c in chunks:
             M_c = M[:, c]
             H_c = update_activations(M_c, W, H[:, c], beta, mu, exponent=exponent, W_colsum=W_colsum)
@@ -638,7 +698,7 @@ def _fit_sparse_nmf_chunked(M, state, *, beta, mu, max_iter, tol, update_W, verb
         if update_W:
 
             def propose(step):
-                W_new = normalized_bases_step(W, neg, pos, eps, step=step).astype(W.dtype, copy=False)
+                W_new = aa.astype(normalized_bases_step(W, neg, pos, eps, step=step), W.dtype, xp)
                 return W_new, total_objective(W_new)
 
             accepted, loss, _ = halving_step(propose, previous, max_halvings=max_halvings)
@@ -663,16 +723,23 @@ def init_bases(M, n_components, init, random_state):
     random floor (1e-3 of the data's mean) keeps exact zeros from locking under
     multiplicative updates. ``'random'`` draws uniform entries.
     """
+    xp = get_namespace(M)
     rng = check_random_state(random_state)
     n_features, n_frames = M.shape
-    scale = float(M.mean()) if M.size else 1.0
+    scale = float(xp.mean(M)) if aa.size(M) else 1.0
     scale = scale if scale > 0 else 1.0
     if init == "exemplar":
         idx = rng.choice(n_frames, size=n_components, replace=n_components > n_frames)
-        W = M[:, idx] + 1e-3 * scale * rng.uniform(size=(n_features, n_components))
+        noise = aa.asarray(rng.uniform(size=(n_features, n_components)), xp, like=M)
+        W = _frames(M, idx, xp) + 1e-3 * scale * noise
     else:
-        W = rng.uniform(size=(n_features, n_components)) * scale + 1e-3 * scale
-    return normalize_columns(W.astype(M.dtype, copy=False), eps_for(M.dtype))
+        W = aa.asarray(rng.uniform(size=(n_features, n_components)) * scale + 1e-3 * scale, xp, like=M)
+    return normalize_columns(aa.astype(W, M.dtype, xp), eps_for(M.dtype))
+
+
+def _frames(M, idx, xp):
+    """``M[:, idx]`` for a numpy index array ``idx``."""
+    return M[:, idx] if is_numpy(xp) else xp.take(M, aa.asarray(idx, xp, like=M), axis=1)
 
 
 def init_training_activations(M, W, random_state, *, out=None, batch_size=None):
@@ -682,17 +749,19 @@ def init_training_activations(M, W, random_state, *, out=None, batch_size=None):
     there ``batch_size`` frames at a time, drawn in the same order from the
     generator, so they are bit-identical to the one-shot array.
     """
+    xp = get_namespace(M)
     rng = check_random_state(random_state)
     n_components, n_frames = W.shape[1], M.shape[1]
-    level = np.sqrt(max(float(M.mean()), 0.0) / n_components) if M.size else 1.0
+    level = np.sqrt(max(float(xp.mean(M)), 0.0) / n_components) if aa.size(M) else 1.0
     level = level if level > 0 else 1.0
     if out is None:
         H = level * rng.uniform(0.5, 1.5, size=(n_components, n_frames))
-        return H.astype(M.dtype, copy=False)
+        return aa.astype(aa.asarray(H, xp, like=M), M.dtype, xp)
     # Row after row, chunk after chunk: the C order of the one-shot draw.
     for r in range(n_components):
         for chunk in frame_chunks(n_frames, batch_size):
-            out[r, chunk] = level * rng.uniform(0.5, 1.5, size=chunk.stop - chunk.start)
+            values = level * rng.uniform(0.5, 1.5, size=chunk.stop - chunk.start)
+            out[r, chunk] = values if is_numpy(xp) else aa.astype(aa.asarray(values, xp, like=M), out.dtype, xp)
     return out
 
 

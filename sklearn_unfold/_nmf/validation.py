@@ -4,19 +4,24 @@ import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_non_negative
 
+from .. import _array_api as aa
+
 
 def check_nmf_input(X, beta, whom):
     """Raise a clear ValueError for data an NMF cannot take (already validated as finite)."""
     check_non_negative(X, whom)
-    if beta <= 0 and X.size and X.min() == 0:
+    if beta <= 0 and aa.size(X) and float(aa.get_namespace(X).min(X)) == 0:
         raise ValueError(
             f"{whom}: with a beta-divergence of beta <= 0 (e.g. 'itakura-saito') the data must be "
             "strictly positive, but it contains zeros; add a small floor to the data or use beta > 0."
         )
 
 
-def check_given_matrix(values, expected_shape, dtype, *, name, meaning, whom):
+def check_given_matrix(values, expected_shape, dtype, *, name, meaning, whom, like=None):
     """A user-given dictionary (``bases``, ``reconstruction_bases``) as a checked copy.
+
+    With ``like`` (the data) of a namespace other than numpy, the copy is an
+    array of that namespace on its device (``dtype`` is then ``like``'s).
 
     Parameters
     ----------
@@ -28,7 +33,11 @@ def check_given_matrix(values, expected_shape, dtype, *, name, meaning, whom):
         What the shape means, e.g. ``"(n_sources * n_components, n_features_in)"``.
     whom : str
         The estimator's name.
+    like : array, default=None
     """
+    xp = aa.get_namespace(like)
+    if not aa.is_numpy(xp):
+        values, dtype = aa.asarray(values, xp, like=like), like.dtype
     W = check_array(values, dtype=dtype, copy=True, input_name=name)
     if W.shape != tuple(expected_shape):
         raise ValueError(
