@@ -48,6 +48,7 @@ def make_training_set(
     n_context=9,
     random_state=0,
     data_home=None,
+    target="magnitude",
 ):
     """Training features of the protocol: (X, Y, groups) for a random subset of frames.
 
@@ -73,12 +74,17 @@ def make_training_set(
     n_context : int, default=9
     random_state : int, default=0
     data_home : str or path-like, default=None
+    target : {"magnitude", "phase_sensitive"}, default="magnitude"
+        What Y holds (:func:`sklearn_unfold.audio.source_magnitudes`).
 
     Returns
     -------
     X, Y, groups : see :func:`sklearn_unfold.datasets.make_separation_features`
     """
-    from .audio import n_stft_frames, stft
+    from .audio import TARGETS, n_stft_frames, source_magnitudes, stft
+
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}; got {target!r}.")
 
     utterances, snrs, mixtures = _mixture_stream(
         "train", n_utterances=n_utterances, snrs=DEFAULT_SNRS, random_state=random_state, data_home=data_home
@@ -112,12 +118,13 @@ def make_training_set(
             continue
         rows = np.maximum(kept[lo:hi, None] - bounds[i] + offsets, 0)
 
-        def stacked(signal):
-            return np.abs(stft(signal)).astype(dtype)[rows].reshape(hi - lo, width)
+        def stacked(magnitudes):
+            return magnitudes.astype(dtype)[rows].reshape(hi - lo, width)
 
-        X[lo:hi] = stacked(m.mixture)
-        Y[lo:hi, :width] = stacked(m.speech)
-        Y[lo:hi, width:] = stacked(m.noise)
+        Z = stft(m.mixture)
+        X[lo:hi] = stacked(np.abs(Z))
+        Y[lo:hi, :width] = stacked(source_magnitudes(stft(m.speech), Z, target))
+        Y[lo:hi, width:] = stacked(source_magnitudes(stft(m.noise), Z, target))
     return X, Y, groups
 
 

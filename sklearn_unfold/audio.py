@@ -34,6 +34,7 @@ __all__ = [
     "mix_at_snr",
     "n_stft_frames",
     "resynthesize",
+    "source_magnitudes",
     "stack_context",
     "stft",
 ]
@@ -380,6 +381,52 @@ def resynthesize(
         n_fft=n_fft,
     )
     return y.astype(np.float32) if single else y
+
+
+# --------------------------------------------------------------------------
+# Training targets
+# --------------------------------------------------------------------------
+TARGETS = ("magnitude", "phase_sensitive")
+
+
+def source_magnitudes(source_stft, mixture_stft, target="magnitude"):
+    """The magnitudes a separator is trained to output for one source.
+
+    Parameters
+    ----------
+    source_stft : ndarray of shape (n_frames, F), complex
+        STFT of the source (speech or noise).
+    mixture_stft : ndarray of shape (n_frames, F), complex
+        STFT of the mixture, same frames.
+    target : {"magnitude", "phase_sensitive"}, default="magnitude"
+        ``"magnitude"``: ``|S|``. ``"phase_sensitive"``: the phase-sensitive
+        target of [1]_, ``|S| cos(angle(S) - angle(M))`` clipped to
+        ``[0, |M|]``: the part of the source in phase with the mixture,
+        which is all a filter of the mixture's magnitude, resynthesized with
+        the mixture's phase, can recover. Computed as ``Re(S conj(M)) / |M|``
+        (0 where ``|M| = 0``).
+
+    Returns
+    -------
+    magnitudes : ndarray of shape (n_frames, F), real
+        float32 for complex64 input, float64 otherwise.
+
+    References
+    ----------
+    .. [1] H. Erdogan, J. R. Hershey, S. Watanabe, J. Le Roux,
+       "Phase-sensitive and recognition-boosted speech separation using
+       deep recurrent neural networks", ICASSP 2015.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}; got {target!r}.")
+    if target == "magnitude":
+        return np.abs(source_stft)
+    mixture_magnitude = np.abs(mixture_stft)
+    in_phase = (source_stft * np.conj(mixture_stft)).real
+    # Divide only where |M| > 0; elsewhere the clip range [0, |M|] is {0}.
+    np.divide(in_phase, mixture_magnitude, out=in_phase, where=mixture_magnitude > 0)
+    in_phase[mixture_magnitude == 0] = 0.0
+    return np.clip(in_phase, 0.0, mixture_magnitude, out=in_phase)
 
 
 # --------------------------------------------------------------------------

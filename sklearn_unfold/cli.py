@@ -406,6 +406,15 @@ def _max_frames(text):
     return value
 
 
+def _one_of(choices):
+    def parse(text):
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(choices)}; got {text!r}")
+        return text
+
+    return parse
+
+
 # Model options of `train`: (flag, destination, argparse type, metavar, help). None
 # leaves the estimator's default, which the help shows.
 _SEPARATOR_OPTIONS = (
@@ -419,6 +428,8 @@ _ENHANCER_OPTIONS = (
     ("--n-context", "n_context", _integer(1), "T", "frames of left context per feature vector"),
     ("--max-frames", "max_frames", _max_frames, "FRAMES",
      "training frames kept: a fraction in (0, 1], a number of frames or 'all'"),
+    ("--target", "target", _one_of(("magnitude", "phase_sensitive")), "{magnitude,phase_sensitive}",
+     "training target of each source: its magnitude or the phase-sensitive target"),
 )
 
 

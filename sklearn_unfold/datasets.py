@@ -52,7 +52,7 @@ from scipy.io import wavfile
 
 from ._files import atomic_write
 from ._compat import Interval, StrOptions, validate_params
-from .audio import SAMPLE_RATE, mix_at_snr, n_stft_frames, stack_context, stft
+from .audio import SAMPLE_RATE, TARGETS, mix_at_snr, n_stft_frames, source_magnitudes, stack_context, stft
 
 __all__ = [
     "DEFAULT_SNRS",
@@ -829,10 +829,13 @@ def _mixture_stream(subset, *, n_utterances, snrs, random_state, data_home):
         "dtype": "no_validation",
         "return_stft": ["boolean"],
         "targets": ["boolean"],
+        "target": [StrOptions(set(TARGETS))],
     },
     prefer_skip_nested_validation=True,
 )
-def make_separation_features(mixtures, *, n_context=9, dtype=np.float32, return_stft=False, targets=True):
+def make_separation_features(
+    mixtures, *, n_context=9, dtype=np.float32, return_stft=False, targets=True, target="magnitude"
+):
     """Features and targets for speech/noise separation from mixtures.
 
     For each mixture, the STFT magnitudes of the mixture are stacked with
@@ -857,6 +860,11 @@ def make_separation_features(mixtures, *, n_context=9, dtype=np.float32, return_
     targets : bool, default=True
         Compute ``Y``. False returns ``Y=None`` and skips the sources' STFTs
         (test sets need only the mixture and its STFT).
+    target : {"magnitude", "phase_sensitive"}, default="magnitude"
+        What ``Y`` holds for each source: its magnitude ``|S|``, or the
+        phase-sensitive target ``clip(|S| cos(angle S - angle M), 0, |M|)``
+        of Erdogan et al. 2015 (:func:`sklearn_unfold.audio.source_magnitudes`).
+        ``X`` is the mixture's magnitude either way.
 
     Returns
     -------
@@ -864,7 +872,8 @@ def make_separation_features(mixtures, *, n_context=9, dtype=np.float32, return_
         Context-stacked mixture magnitudes; the last 129 columns are the
         target frame.
     Y : ndarray of shape (n_frames, 2 * n_context * 129)
-        ``[speech | noise]`` magnitudes, each stacked exactly like ``X``.
+        ``[speech | noise]`` magnitudes (or phase-sensitive targets), each
+        stacked exactly like ``X``.
     groups : ndarray of shape (n_frames,), int
         Utterance id (index in the sorted unique utterance paths): one
         utterance at several SNRs shares its id, for ``GroupKFold``.
@@ -907,8 +916,9 @@ def make_separation_features(mixtures, *, n_context=9, dtype=np.float32, return_
         Z = stft(m.mixture)
         X[start:stop] = stack_context(np.abs(Z).astype(dtype), n_context)
         if targets:
-            Y[start:stop, :width] = stack_context(np.abs(stft(m.speech)).astype(dtype), n_context)
-            Y[start:stop, width:] = stack_context(np.abs(stft(m.noise)).astype(dtype), n_context)
+            for block, source in ((slice(0, width), m.speech), (slice(width, 2 * width), m.noise)):
+                magnitudes = source_magnitudes(stft(source), Z, target).astype(dtype)
+                Y[start:stop, block] = stack_context(magnitudes, n_context)
         if return_stft:
             stfts.append(Z.astype(complex_dtype))
     if return_stft:

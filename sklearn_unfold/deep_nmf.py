@@ -10,6 +10,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, RegressorMixin, TransformerMixin
+from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -20,7 +21,7 @@ from ._fitting import N_JOBS_CONSTRAINT, transactional_fit, warn_not_converged
 from ._nmf import layout
 from ._nmf.divergences import _BETA_LOSS_NAMES, beta_loss_to_float
 from ._nmf.network import NetworkSpec, fixed_part, run_network
-from ._nmf.scaling import safe_scale, scale_power
+from ._nmf.scaling import data_level, relative_sparsity, safe_scale, scale_power
 from ._nmf.trainer import TrainingProblem, train_layers, train_step
 from ._nmf.updates import learn_sparse_nmf
 from ._nmf.validation import check_given_matrix, check_nmf_input, check_source_weights
@@ -46,10 +47,14 @@ n_trained_layers : int, default=2
 n_context : int, default=9
     Number T of stacked frames in X (left context ending with the target frame).
 sparsity : float, default=1.0
-    L1 weight mu of the inference objective (eq. 32), also used to train the
-    bases. The paper uses 5 on its features; on the magnitudes of
-    :mod:`sklearn_unfold.audio` (sqrt-Hann, 8 kHz, waveforms in [-1, 1]) 1
-    separated best among 0.1, 1 and 5 in our speech benchmark.
+    L1 weight of the inference objective (eq. 32), also used to train the
+    bases, relative to the level of the data so that it means the same for
+    any data scale: the weight used is
+    ``mu = sparsity * data_level_ ** (beta_loss - 1)``, with ``data_level_``
+    the mean of X in fit. Scaling X and y by any factor then scales the
+    predictions by that factor, and a search over ``sparsity`` chooses the
+    same value. For the default Kullback-Leibler divergence (beta = 1) the
+    objective is scale-equivariant by itself and ``mu = sparsity``.
 beta_loss : float or {'kullback-leibler', 'frobenius', 'itakura-saito'}, default='kullback-leibler'
     Divergence beta1 of the inference objective, i.e. of the layer updates
     (eq. 33). The paper uses KL (1).
@@ -62,7 +67,20 @@ max_iter : int, default=100
     Maximum number of multiplicative back-propagation updates.
 tol : float, default=1e-4
     Stop when an update lowers the training objective by less than ``tol``
-    times its value.
+    times its value; with ``early_stopping``, the relative improvement of
+    the held-out objective that counts as an improvement.
+early_stopping : bool, default=False
+    Hold out ``validation_fraction`` of the frames (whole utterances when
+    ``groups`` is passed to :meth:`fit`) and stop training the layers when
+    their objective on these frames has not improved by ``tol`` for
+    ``n_iter_no_change`` updates; the layers with the best held-out
+    objective are kept. The bases are learned on the other frames only.
+    Not used by :meth:`partial_fit`.
+validation_fraction : float, default=0.1
+    Fraction of the frames (or of the groups) held out for early stopping.
+n_iter_no_change : int, default=10
+    Updates without improvement of the held-out objective before stopping
+    (early stopping only).
 bases_max_iter : int, default=100
     Iterations of the sparse NMF that trains the fixed bases of each source.
 bases : array-like of shape (n_sources * n_components, n_context * n_frequencies), default=None
@@ -93,7 +111,8 @@ n_sources_ : int
 n_frequencies_ : int
     Frequencies F per frame.
 n_iter_ : int
-    Number of accepted multiplicative back-propagation updates.
+    Number of accepted multiplicative back-propagation updates (with
+    early stopping, all of them, including those after the kept layers).
 loss_curve_ : list of float
     Training objective per frame, in the units of the data, at the start
     and after each update; non-increasing.
@@ -103,6 +122,15 @@ n_params_ : dict
     Total and discriminatively trained parameter counts (P and P_D).
 n_steps_ : int
     Number of :meth:`partial_fit` calls since the last fit (0 after fit).
+data_level_ : float
+    Mean of X in fit (of the first batch for :meth:`partial_fit`): the
+    level ``sparsity`` is relative to.
+validation_loss_curve_ : list of float or None
+    With ``early_stopping``: the objective per frame on the held-out frames
+    at the start and after each update; None otherwise.
+best_validation_loss_ : float or None
+    With ``early_stopping``: the best held-out objective per frame, that
+    of the kept layers; None otherwise.
 n_features_in_ : int
     Number of columns of X seen in fit.""",
     "fit_params": """
@@ -201,6 +229,9 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         "source_weights": ["array-like", None],
         "max_iter": [Interval(Integral, 0, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "bases_max_iter": [Interval(Integral, 1, None, closed="left")],
         "bases": ["array-like", None],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -222,6 +253,9 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         source_weights=None,
         max_iter=100,
         tol=1e-4,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
         bases_max_iter=100,
         bases=None,
         batch_size=4096,
@@ -239,6 +273,9 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         self.source_weights = source_weights
         self.max_iter = max_iter
         self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.bases_max_iter = bases_max_iter
         self.bases = bases
         self.batch_size = batch_size
@@ -335,6 +372,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         n_sources = layout.n_sources_of(y, n_features)
         weights = check_source_weights(self.source_weights, n_sources)
         options = self._check_options(n_sources, n_freqs, X.dtype)
+        options["data_level"] = level = data_level(X)
         spec = NetworkSpec(
             n_layers=int(self.n_layers),
             n_trained=int(self.n_trained_layers),
@@ -343,7 +381,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
             n_components=int(self.n_components),
             n_sources=n_sources,
             beta=beta1,
-            sparsity=float(self.sparsity),
+            sparsity=relative_sparsity(self.sparsity, beta1, level, X.dtype),
             context_layers=options["context_layers"],
         )
         return X, y, spec, weights, beta2, options
@@ -385,7 +423,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
     @fill_doc(DOCS)
     @_fit_context(prefer_skip_nested_validation=True)
     @transactional_fit
-    def fit(self, X, y):
+    def fit(self, X, y, groups=None):
         """Train sparse-NMF bases per source, then the last layers discriminatively.
 
         Memory: X and y may be ``numpy.memmap`` arrays; they are read
@@ -408,6 +446,12 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         Parameters
         ----------
         %(fit_params)s
+        groups : array-like of shape (n_samples,), default=None
+            Group (e.g. utterance) of each frame; with ``early_stopping``,
+            whole groups are held out, so that frames of one utterance are
+            not on both sides. Not used otherwise. Under scikit-learn's
+            metadata routing, request it with ``set_fit_request(groups=True)``
+            to receive the groups a ``GroupKFold`` search splits by.
 
         Returns
         -------
@@ -417,14 +461,22 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         name = type(self).__name__
         rng = check_random_state(self.random_state)
         start = time.perf_counter()
-        bases = self._learn_bases(y, spec, X.shape[1], X.dtype, rng, options)
+        validation_rows = None
+        if self.early_stopping and self.max_iter > 0:
+            train_rows, validation_rows = self._validation_split(X.shape[0], groups, rng)
+            bases = self._learn_bases(y[train_rows], spec, X.shape[1], X.dtype, rng, options)
+        else:
+            bases = self._learn_bases(y, spec, X.shape[1], X.dtype, rng, options)
         layers, passes, structures = self._layer_plan(bases, spec, options)
-        n_iter, loss_curve = 0, []
+        n_iter, loss_curve, validation_curve = 0, [], None
         if passes:
             problem, scale = self._training_problem(X, y, bases, spec, weights, target_beta, options)
+            validation = None
+            if validation_rows is not None:
+                problem, validation = problem.frames(train_rows), problem.frames(validation_rows)
             self._log(f"fixed layers computed ({time.perf_counter() - start:.1f} s)")
             for trainable in passes:
-                layers, pass_iter, curve, interrupted = train_layers(
+                layers, pass_iter, curve, interrupted, pass_validation, _ = train_layers(
                     problem,
                     layers,
                     trainable=trainable,
@@ -436,22 +488,63 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
                     verbose=self.verbose,
                     name=name,
                     stop_on_interrupt=True,
+                    validation=validation,
+                    n_iter_no_change=self.n_iter_no_change,
                 )
                 n_iter += pass_iter
-                # A later pass starts where the previous one ended.
+                # A later pass starts where the previous one ended (with the kept layers).
                 loss_curve += curve[1:] if loss_curve else curve
+                if validation is not None:
+                    validation_curve = validation_curve + pass_validation[1:] if validation_curve else pass_validation
                 if interrupted:
                     break
-            if not interrupted and pass_iter == self.max_iter and self.tol > 0 and self.max_iter > 0:
+            stops_itself = self.tol > 0 or validation is not None
+            if not interrupted and pass_iter == self.max_iter and self.max_iter > 0 and stops_itself:
                 warn_not_converged(name, self.max_iter)
-            # The training objective of X is scale**beta2 times that of X / scale.
-            loss_curve = [loss * scale_power(scale, target_beta) for loss in loss_curve]
+            # The objectives of X are scale**beta2 times those of X / scale.
+            factor = scale_power(scale, target_beta)
+            loss_curve = [loss * factor for loss in loss_curve]
+            if validation_curve is not None:
+                validation_curve = [loss * factor for loss in validation_curve]
         # Everything is computed; only now does the estimator change.
-        self._set_fitted(bases, layers, spec, weights, options, n_iter, loss_curve, n_steps=0, step=1.0)
+        self._set_fitted(
+            bases, layers, spec, weights, options, n_iter, loss_curve, n_steps=0, step=1.0,
+            validation_curve=validation_curve,
+        )
         self._log(f"done in {time.perf_counter() - start:.1f} s")
         return self
 
-    def _set_fitted(self, bases, layers, spec, weights, options, n_iter, loss_curve, *, n_steps, step):
+    def _validation_split(self, n_samples, groups, rng):
+        """Training and held-out rows for early stopping (whole groups held out when given)."""
+        seed = rng.randint(np.iinfo(np.int32).max)
+        fraction = self.validation_fraction
+        if groups is None:
+            if n_samples < 2:
+                raise ValueError(f"early_stopping needs at least 2 frames to hold some out; got {n_samples}.")
+            splitter, split_groups = ShuffleSplit(1, test_size=fraction, random_state=seed), None
+        else:
+            split_groups = check_array(groups, ensure_2d=False, dtype=None, input_name="groups")
+            if split_groups.ndim != 1 or split_groups.shape[0] != n_samples:
+                raise ValueError(
+                    f"groups must have one entry per frame, shape ({n_samples},); got shape {split_groups.shape}."
+                )
+            n_groups = np.unique(split_groups).shape[0]
+            if n_groups < 2:
+                raise ValueError(
+                    f"early_stopping holds out whole groups and needs at least 2 of them; groups has {n_groups}."
+                )
+            splitter = GroupShuffleSplit(1, test_size=fraction, random_state=seed)
+        train, held_out = next(splitter.split(np.empty((n_samples, 1)), groups=split_groups))
+        if train.size == 0 or held_out.size == 0:
+            raise ValueError(
+                f"validation_fraction={fraction} leaves {'no training' if train.size == 0 else 'no held-out'} "
+                "frames; change validation_fraction or pass more data."
+            )
+        return np.sort(train), np.sort(held_out)
+
+    def _set_fitted(
+        self, bases, layers, spec, weights, options, n_iter, loss_curve, *, n_steps, step, validation_curve=None
+    ):
         fitted = {
             "bases_": np.ascontiguousarray(bases),
             "n_sources_": spec.n_sources,
@@ -460,6 +553,9 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
             "loss_curve_": loss_curve,
             "loss_": loss_curve[-1] if loss_curve else None,
             "n_steps_": n_steps,
+            "data_level_": options["data_level"],
+            "validation_loss_curve_": validation_curve,
+            "best_validation_loss_": None if validation_curve is None else min(validation_curve),
             **self._fitted_layers(layers, spec, options),
             # Private fitted state: what inference and partial_fit need.
             "_spec_": spec,
@@ -718,6 +814,9 @@ class DiscriminativeNMF(DeepNMF):
         source_weights=None,
         max_iter=100,
         tol=1e-4,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=10,
         bases_max_iter=100,
         bases=None,
         batch_size=4096,
@@ -736,6 +835,9 @@ class DiscriminativeNMF(DeepNMF):
             source_weights=source_weights,
             max_iter=max_iter,
             tol=tol,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change,
             bases_max_iter=bases_max_iter,
             bases=bases,
             batch_size=batch_size,

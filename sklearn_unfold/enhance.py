@@ -21,9 +21,9 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._compat import HasMethods, Interval, RealNotInt, _fit_context
+from ._compat import HasMethods, Interval, RealNotInt, StrOptions, _fit_context
 from ._fitting import N_JOBS_CONSTRAINT, transactional_fit
-from .audio import _get_operator, _windowed_irfft, _windowed_rfft, mix_at_snr, resynthesize, stft
+from .audio import TARGETS, _get_operator, _windowed_irfft, _windowed_rfft, mix_at_snr, resynthesize, source_magnitudes, stft
 from .deep_nmf import DeepNMF
 from .metrics import sdr
 
@@ -134,10 +134,6 @@ def _stack_rows(S, n_context, rows):
     return np.hstack([pad[rows + k] for k in range(n_context)])
 
 
-def _magnitudes(x, settings, dtype=np.float32):
-    return np.abs(stft(x, **settings)).astype(dtype, copy=False)
-
-
 def _frame_counts(waves, settings):
     op = _get_operator(settings["sample_rate"], settings["window_ms"], settings["hop_ms"], settings["n_fft"])
     return [int(op.p_max(max(len(x), op.m_num - op.m_num_mid)) - op.p_min) for x in waves]
@@ -157,8 +153,11 @@ def _kept_frames(counts, max_frames, rng):
     return [keep[(keep >= lo) & (keep < hi)] - lo for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def training_features(X, y, settings, n_context, rows_per_utterance, dtype=np.float32):
+def training_features(X, y, settings, n_context, rows_per_utterance, dtype=np.float32, target="magnitude"):
     """Separator input and target for the kept frames of every utterance.
+
+    ``target`` is what the targets hold for speech and noise: magnitudes or
+    phase-sensitive targets (:func:`sklearn_unfold.audio.source_magnitudes`).
 
     Returns
     -------
@@ -180,10 +179,12 @@ def training_features(X, y, settings, n_context, rows_per_utterance, dtype=np.fl
         if not len(rows):
             continue
         stop = start + len(rows)
-        features[start:stop] = _stack_rows(_magnitudes(x, settings, dtype), n_context, rows)
-        targets[start:stop, :width] = _stack_rows(_magnitudes(s, settings, dtype), n_context, rows)
+        Z = stft(x, **settings)
+        features[start:stop] = _stack_rows(np.abs(Z).astype(dtype, copy=False), n_context, rows)
         noise = np.asarray(x, dtype=np.float64) - s
-        targets[start:stop, width:] = _stack_rows(_magnitudes(noise, settings, dtype), n_context, rows)
+        for block, source in ((slice(0, width), s), (slice(width, 2 * width), noise)):
+            magnitudes = source_magnitudes(stft(source, **settings), Z, target).astype(dtype, copy=False)
+            targets[start:stop, block] = _stack_rows(magnitudes, n_context, rows)
         groups[start:stop] = i
         start = stop
     return features, targets, groups
@@ -225,6 +226,12 @@ class SpeechEnhancer(RegressorMixin, BaseEstimator):
         (the paper keeps 10 %), an int a number of frames, None all. The
         frames are drawn (seeded by ``random_state``) before any feature is
         computed, so fit's memory is that of the kept frames only.
+    target : {"magnitude", "phase_sensitive"}, default="magnitude"
+        What the separator learns to output for speech and noise: their
+        magnitudes, or the phase-sensitive target
+        ``clip(|S| cos(angle S - angle X), 0, |X|)`` of Erdogan et al. 2015
+        (:func:`sklearn_unfold.audio.source_magnitudes`), the part of each
+        source that resynthesis with the mixture's phase can recover.
     random_state : int, RandomState instance or None, default=None
         Seeds the frame subset and the separator's initialization (unless
         the given separator has its own ``random_state``).
@@ -269,6 +276,7 @@ class SpeechEnhancer(RegressorMixin, BaseEstimator):
         "n_fft": [Interval(Integral, 2, None, closed="left"), None],
         "n_context": [Interval(Integral, 1, None, closed="left")],
         "max_frames": [Interval(Integral, 1, None, closed="left"), Interval(RealNotInt, 0, 1, closed="right"), None],
+        "target": [StrOptions(set(TARGETS))],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
         "n_jobs": N_JOBS_CONSTRAINT,
@@ -282,6 +290,7 @@ class SpeechEnhancer(RegressorMixin, BaseEstimator):
         n_fft=None,
         n_context=9,
         max_frames=0.1,
+        target="magnitude",
         random_state=None,
         verbose=0,
         n_jobs=None,
@@ -291,6 +300,7 @@ class SpeechEnhancer(RegressorMixin, BaseEstimator):
         self.n_fft = n_fft
         self.n_context = n_context
         self.max_frames = max_frames
+        self.target = target
         self.random_state = random_state
         self.verbose = verbose
         self.n_jobs = n_jobs
@@ -321,7 +331,7 @@ class SpeechEnhancer(RegressorMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         start = time.perf_counter()
         rows = _kept_frames(_frame_counts(X, settings), self.max_frames, rng)
-        features, targets, _ = training_features(X, y, settings, self.n_context, rows)
+        features, targets, _ = training_features(X, y, settings, self.n_context, rows, target=self.target)
         self._log(f"{len(features)} training frames from {len(X)} utterances ({time.perf_counter() - start:.1f} s)")
         separator = clone(DeepNMF() if self.separator is None else self.separator)
         params = {"n_context": self.n_context}

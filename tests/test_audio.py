@@ -414,3 +414,30 @@ def test_stft_equals_scipy_short_time_fft(n):
     op = ShortTimeFFT(np.sqrt(hann(200, sym=False)), 80, fs=8000, fft_mode="onesided", mfft=256)
     padded = np.pad(x, (0, max(0, 100 - n)))
     assert_allclose(stft(x), op.stft(padded).T, rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------
+# Training targets (issue 12: phase-sensitive target)
+# --------------------------------------------------------------------------
+def test_phase_sensitive_target_is_the_clipped_in_phase_part():
+    from sklearn_unfold.audio import source_magnitudes
+
+    rng = np.random.default_rng(0)
+    S = rng.standard_normal((40, 7)) + 1j * rng.standard_normal((40, 7))
+    M = S + rng.standard_normal((40, 7)) + 1j * rng.standard_normal((40, 7))
+    M[0, :3] = 0.0  # a silent bin: the clip range is {0}
+    # Reference from the definition, with angles (Erdogan et al. 2015).
+    expected = np.clip(np.abs(S) * np.cos(np.angle(S) - np.angle(M)), 0.0, np.abs(M))
+    got = source_magnitudes(S, M, "phase_sensitive")
+    assert got.dtype == np.float64 and np.all(np.isfinite(got))
+    assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert np.all(got[0, :3] == 0.0)
+    assert np.any(got == 0.0) and np.any(got == np.abs(M))  # both clips are active somewhere
+    # A source that is the whole mixture gets |M|; one in anti-phase gets 0.
+    assert_allclose(source_magnitudes(M, M, "phase_sensitive"), np.abs(M), rtol=1e-12)
+    assert np.all(source_magnitudes(-M, M, "phase_sensitive") == 0.0)
+    assert_array_equal(source_magnitudes(S, M), np.abs(S))
+    single = source_magnitudes(S.astype(np.complex64), M.astype(np.complex64), "phase_sensitive")
+    assert single.dtype == np.float32
+    with pytest.raises(ValueError, match="target must be one of"):
+        source_magnitudes(S, M, "ideal")

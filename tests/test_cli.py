@@ -185,6 +185,15 @@ def test_train_on_paired_files(work, tmp_path, capsys):
     assert cli.load_model(model).sample_rate == 8000
 
 
+def test_train_with_the_phase_sensitive_target(work, tmp_path, capsys):
+    root, _ = work
+    model = tmp_path / "psa.joblib"
+    status, _, err = run(["train", "--noisy", root / "noisy", "--clean", root / "clean", *TINY,
+                          "--target", "phase_sensitive", "--out", model], capsys)
+    assert status == 0, err
+    assert cli.load_model(model).target == "phase_sensitive"
+
+
 def test_train_resamples_to_the_asked_rate(work, tmp_path, capsys):
     root, _ = work
     speech = tmp_path / "speech"
@@ -360,6 +369,8 @@ def test_save_model_refuses_what_it_cannot_save(model_obj, tmp_path):
           "{tmp}/m"], r"argument --max-frames: a fraction must be in \(0, 1\]"),
         (["train", "--speech", "{root}/speech", "--noise", "{root}/noise", "--sparsity", "nan", "--out", "{tmp}/m"],
          r"argument --sparsity: must be a finite number >= 0"),
+        (["train", "--speech", "{root}/speech", "--noise", "{root}/noise", "--target", "ideal", "--out", "{tmp}/m"],
+         r"argument --target: must be one of magnitude, phase_sensitive; got 'ideal'"),
         (["train", "--speech", "{root}/speech", "--noise", "{root}/noise", "--out", "{tmp}"],
          r"argument --out: .* is a directory"),
         (["train", "--speech", "{root}/speech", "--noise", "{root}/noise"], r"required: --out"),

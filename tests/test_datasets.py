@@ -852,3 +852,28 @@ def test_make_separation_features_without_targets():
     assert_array_equal(groups2, groups)
     for Z, Z2 in zip(stfts, stfts2):
         assert_array_equal(Z2, Z)
+
+
+def test_make_separation_features_phase_sensitive_target():
+    from sklearn_unfold.audio import source_magnitudes
+
+    mixtures = _synthetic_mixtures()
+    X, Y, _ = make_separation_features(mixtures, n_context=3)
+    X_psa, Y_psa, _ = make_separation_features(mixtures, n_context=3, target="phase_sensitive")
+    assert_array_equal(X_psa, X)  # the input is the mixture's magnitude either way
+    width = 3 * 129
+    start = 0
+    for m in mixtures:
+        Z = stft(m.mixture)
+        n_frames = Z.shape[0]
+        block = slice(start, start + n_frames)
+        for part, source in ((slice(0, width), m.speech), (slice(width, 2 * width), m.noise)):
+            expected = stack_context(source_magnitudes(stft(source), Z, "phase_sensitive").astype(np.float32), 3)
+            assert_array_equal(Y_psa[block, part], expected)
+        start += n_frames
+    # Each target lies in [0, |M|]; the magnitude target does not.
+    for part in (slice(0, width), slice(width, 2 * width)):
+        assert np.all(Y_psa[:, part] >= 0) and np.all(Y_psa[:, part] <= X * (1 + 1e-6))
+    assert np.any(Y[:, :width] > X)
+    with pytest.raises(ValueError, match="target"):
+        make_separation_features(mixtures, target="ideal")

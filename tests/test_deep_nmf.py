@@ -72,7 +72,8 @@ def ref_forward(est, X):
     the trained single-frame bases on the target frame; eq. 34 with the last.
     """
     beta = {"kullback-leibler": 1.0, "frobenius": 2.0, "itakura-saito": 0.0}.get(est.beta_loss, est.beta_loss)
-    e, mu = mm_exponent(beta), est.sparsity
+    # sparsity is relative to the mean of the training X (data_level_).
+    e, mu = mm_exponent(beta), est.sparsity * est.data_level_ ** (beta - 1)
     K = est.n_layers
     C = est.n_trained_layers if isinstance(est, DeepNMF) else 1
     M_ctx = X.T
@@ -130,7 +131,10 @@ def test_zero_trained_layers_is_sparse_nmf_separation(beta_loss, n_layers):
     # Sparse-NMF inference: K updates with tol=0 from the same start, context-stacked.
     W = est.bases_.T
     beta = 1.0 if beta_loss == "kullback-leibler" else beta_loss
-    H, n_iter, _ = infer_activations(X.T, W, initial_activations(X.T, W), beta=beta, mu=0.1, max_iter=n_layers, tol=0)
+    # sparsity=0.1 is relative to the data level: mu = 0.1 * mean(X) ** (beta - 1).
+    mu = 0.1 * np.mean(X) ** (beta - 1)
+    assert est.data_level_ == pytest.approx(np.mean(X))
+    H, n_iter, _ = infer_activations(X.T, W, initial_activations(X.T, W), beta=beta, mu=mu, max_iter=n_layers, tol=0)
     assert n_iter == n_layers
     assert_allclose(est.transform(X), H.T, rtol=1e-12)
     assert_allclose(est.predict(X), wiener(X.T[-F:], W[-F:], H, 2), rtol=1e-12)
@@ -597,3 +601,128 @@ def test_score_refuses_a_single_source_when_its_width_is_ambiguous():
     assert_allclose(est3.score(X3, Y3), est3.score(X3, targets(Y3, 2)), rtol=1e-12)
     with pytest.raises(ValueError, match="y must have shape"):
         est3.score(X3, Y3[:, : 3 * F])
+
+
+# --------------------------------------------------------------------------
+# Sparsity relative to the data level (issue 12)
+# --------------------------------------------------------------------------
+@pytest.mark.parametrize("beta_loss", ["frobenius", 0.5, "kullback-leibler"])
+def test_sparsity_is_relative_to_the_data_level(beta_loss):
+    # Data s times louder is the same problem scaled by s: predictions scale by s.
+    X, Y = mixture(seed=40)
+    p = params(beta_loss=beta_loss, sparsity=0.5, max_iter=5)
+    reference = DeepNMF(**p).fit(X, Y)
+    for s in (1e-3, 37.0):
+        scaled = DeepNMF(**p).fit(s * X, s * Y)
+        assert scaled.data_level_ == pytest.approx(s * reference.data_level_, rel=1e-12)
+        assert_allclose(scaled.predict(s * X), s * reference.predict(X), rtol=1e-7)
+        assert_allclose(scaled.transform(s * X), s * reference.transform(X), rtol=1e-7)
+
+
+def test_grid_search_chooses_the_same_sparsity_at_any_scale():
+    X, Y = mixture(n=160, seed=41)
+    groups = np.repeat(np.arange(4), 40)
+    grid = {"sparsity": [0.01, 0.3, 3.0]}
+    results = []
+    for s in (1.0, 1000.0):
+        search = GridSearchCV(DeepNMF(**params(beta_loss="frobenius", max_iter=4)), grid, cv=GroupKFold(2))
+        search.fit(s * X, s * Y, groups=groups)
+        results.append(search)
+    assert results[0].best_params_ == results[1].best_params_
+    assert_allclose(results[0].cv_results_["mean_test_score"], results[1].cv_results_["mean_test_score"], rtol=1e-6)
+    # The scores differ between sparsities: the search has something to choose.
+    assert np.ptp(results[0].cv_results_["mean_test_score"]) > 1e-3
+
+
+# --------------------------------------------------------------------------
+# Early stopping (issue 12)
+# --------------------------------------------------------------------------
+def early(**kwargs):
+    return params(**{"max_iter": 40, "tol": 1e-3, "early_stopping": True, "validation_fraction": 0.25,
+                     "n_iter_no_change": 3, **kwargs})
+
+
+def test_early_stopping_keeps_the_layers_with_the_best_held_out_objective():
+    # Few frames, half of the groups held out: the held-out objective turns up and stalls.
+    X, Y = mixture(n=80, seed=43)
+    groups = np.repeat(np.arange(8), 10)
+    p = early(n_components=4, max_iter=150, tol=0.0, validation_fraction=0.5, n_iter_no_change=5)
+    est = DeepNMF(**p).fit(X, Y, groups=groups)
+    curve = est.validation_loss_curve_
+    assert len(curve) == est.n_iter_ + 1 == len(est.loss_curve_)
+    assert np.all(np.diff(est.loss_curve_) <= 0)  # the training objective still only decreases
+    best = int(np.argmin(curve))
+    assert est.best_validation_loss_ == curve[best]
+    # tol=0: stopped n_iter_no_change updates after the best one, which is not the last.
+    assert 0 < best < est.n_iter_ == best + 5 < 150
+    # The training sequence does not depend on the held-out frames: stopping after `best`
+    # updates (and never earlier) gives the same layers.
+    stopped = DeepNMF(**{**p, "max_iter": best, "n_iter_no_change": 1000})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        stopped.fit(X, Y, groups=groups)
+    assert stopped.n_iter_ == best
+    assert_array_equal(est.trained_components_, stopped.trained_components_)
+    assert_array_equal(est.predict(X), stopped.predict(X))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_early_stopping_holds_out_whole_groups_and_learns_bases_on_the_rest(monkeypatch):
+    import sklearn_unfold.deep_nmf as deep_nmf_module
+
+    X, Y = mixture(n=200, seed=43)
+    groups = np.repeat(np.arange(8), 25)
+    seen = {}
+    original_train, original_bases = deep_nmf_module.train_layers, DeepNMF._learn_bases
+
+    def spy_train(problem, layers, **kwargs):
+        seen["train"], seen["validation"] = problem, kwargs["validation"]
+        return original_train(problem, layers, **kwargs)
+
+    def spy_bases(self, y, *args):
+        seen["bases_rows"] = y.copy()
+        return original_bases(self, y, *args)
+
+    monkeypatch.setattr(deep_nmf_module, "train_layers", spy_train)
+    monkeypatch.setattr(DeepNMF, "_learn_bases", spy_bases)
+    DeepNMF(**early()).fit(X, Y, groups=groups)
+    target = X[:, -F:]
+    held_out = {tuple(row) for row in seen["validation"].M.T}
+    is_held_out = np.array([tuple(row) in held_out for row in target])
+    assert 0 < is_held_out.sum() < len(X)
+    for g in range(8):  # every group entirely on one side
+        assert len(set(is_held_out[groups == g])) == 1
+    assert is_held_out.sum() == 50  # 25 % of 8 groups: 2 whole groups
+    assert_array_equal(seen["train"].M.T, target[~is_held_out])
+    assert_array_equal(seen["bases_rows"], Y[~is_held_out])
+    # Without groups, single frames are held out.
+    DeepNMF(**early()).fit(X, Y)
+    assert seen["validation"].n_frames == 50 and seen["train"].n_frames == 150
+
+
+def test_early_stopping_with_metadata_routing_in_a_group_search():
+    import sklearn
+
+    X, Y = mixture(n=160, seed=44)
+    groups = np.repeat(np.arange(8), 20)
+    with sklearn.config_context(enable_metadata_routing=True):
+        est = DeepNMF(**early(max_iter=10)).set_fit_request(groups=True)
+        search = GridSearchCV(est, {"n_trained_layers": [1, 2]}, cv=GroupKFold(2), error_score="raise")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            search.fit(X, Y, groups=groups)
+    assert search.best_estimator_.validation_loss_curve_ is not None
+
+
+def test_early_stopping_warnings_and_errors():
+    X, Y = mixture(n=60, seed=45)
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        DeepNMF(**early(max_iter=2, n_iter_no_change=10)).fit(X, Y)
+    plain = DeepNMF(**params()).fit(X, Y)
+    assert plain.validation_loss_curve_ is None and plain.best_validation_loss_ is None
+    with pytest.raises(ValueError, match="at least 2 of them; groups has 1"):
+        DeepNMF(**early()).fit(X, Y, groups=np.zeros(60))
+    with pytest.raises(ValueError, match=r"one entry per frame, shape \(60,\)"):
+        DeepNMF(**early()).fit(X, Y, groups=np.arange(59))
+    with pytest.raises(ValueError, match="validation_fraction"):
+        DeepNMF(**early(validation_fraction=1.0)).fit(X, Y)

@@ -74,6 +74,29 @@ def test_fit_trains_the_separator_on_the_documented_layout(fitted):
     assert_array_equal(sep.trained_components_, reference.trained_components_)
 
 
+def test_phase_sensitive_target_trains_on_the_in_phase_parts():
+    # The targets are clip(|S| cos(angle S - angle X), 0, |X|) for speech and noise = x - s, stacked like X.
+    from sklearn_unfold.audio import source_magnitudes
+
+    noisy, clean = toy_pairs(n=3)
+    enhancer = quiet(SpeechEnhancer(tiny(), sample_rate=8000, n_context=3, max_frames=None, target="phase_sensitive",
+                                    random_state=0).fit, noisy, clean)
+    settings = enhancer.stft_settings_
+
+    def psa(source, x):
+        return source_magnitudes(stft(source, **settings), stft(x, **settings), "phase_sensitive").astype(np.float32)
+
+    X = np.vstack([stack_context(np.abs(stft(x, **settings)).astype(np.float32), 3) for x in noisy])
+    Y = np.vstack([np.hstack([stack_context(psa(s, x), 3), stack_context(psa(x - s, x), 3)])
+                   for x, s in zip(noisy, clean)])
+    assert np.all(Y[:, :3 * 129] <= X * (1 + 1e-6))
+    reference = quiet(clone(tiny()).set_params(n_context=3).fit, X, Y)
+    assert_array_equal(enhancer.separator_.bases_, reference.bases_)
+    assert_array_equal(enhancer.separator_.trained_components_, reference.trained_components_)
+    with pytest.raises(ValueError, match="target"):
+        SpeechEnhancer(target="ideal").fit(noisy, clean)
+
+
 def test_predict_shapes_dtypes_and_layouts(fitted):
     noisy, clean = toy_pairs()
     out = fitted.predict([noisy[0], noisy[1][:1234]])

@@ -334,7 +334,7 @@ def _train_pad(M_layers, M, sources, H, W_layers, slices, gamma=0.0, **kwargs):
     options = dict(max_iter=10, tol=0.0, batch_size=1000)
     options.update(kwargs)
     prob = training(M_layers, M, sources, H, slices, (1.0, 0.0), 1.0, 2.0, 0.1, gamma, len(W_layers))
-    layers, n_iter, curve, interrupted = train_layers(prob, W_layers, **options)
+    layers, n_iter, curve, interrupted, _, _ = train_layers(prob, W_layers, **options)
     assert interrupted is False
     return layers, n_iter, curve
 

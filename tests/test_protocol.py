@@ -117,3 +117,14 @@ def test_training_set_memory_is_bounded_by_the_kept_rows(synthetic_audio):
     assert 0 < X.shape[0] < 100
     assert budget < full_features / 10 and budget < all_waveforms  # the bound tells them apart
     assert peak <= budget, (peak, budget)
+
+
+def test_training_set_phase_sensitive_target_is_the_kept_rows(synthetic_audio):
+    # The same kept rows as make_separation_features(target="phase_sensitive") on all mixtures.
+    X, Y, groups = _protocol.make_training_set(n_utterances=3, n_frames=300, n_context=4, target="phase_sensitive")
+    mixtures = make_mixtures("train", n_utterances=3, random_state=0)
+    X_all, Y_all, _ = make_separation_features(mixtures, n_context=4, target="phase_sensitive")
+    keep = check_random_state(0).uniform(size=X_all.shape[0]) < min(1.0, 300 / X_all.shape[0])
+    assert X.tobytes() == X_all[keep].tobytes() and Y.tobytes() == Y_all[keep].tobytes()
+    with pytest.raises(ValueError, match="target must be one of"):
+        _protocol.make_training_set(n_utterances=1, target="ideal")

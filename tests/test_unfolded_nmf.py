@@ -529,7 +529,7 @@ def _train(M, sources, H_start, W_layers, slices, beta1=1.0, beta2=2.0, mu=0.05,
     params = dict(max_iter=15, tol=0.0, batch_size=1000)
     params.update(kwargs)
     prob = training(M, sources, H_start, len(W_layers), slices, (1.0, 0.0), beta1, beta2, mu)
-    layers, n_iter, curve, interrupted = train_layers(prob, W_layers, **params)
+    layers, n_iter, curve, interrupted, _, _ = train_layers(prob, W_layers, **params)
     assert interrupted is False
     return layers, n_iter, curve
 

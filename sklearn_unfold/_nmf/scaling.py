@@ -57,3 +57,29 @@ def scale_power(scale, power):
         return 1.0
     with np.errstate(over="ignore", under="ignore"):
         return float(np.exp2(np.log2(scale) * power))
+
+
+def data_level(X):
+    """Mean of ``X`` (float64 accumulation), the level a relative sparsity refers to.
+
+    1.0 for empty, all-zero or non-finite data, where no level is defined
+    (the relative and the absolute sparsity then coincide).
+    """
+    level = float(np.mean(X, dtype=np.float64)) if X.size else 0.0
+    return level if level > 0 and np.isfinite(level) else 1.0
+
+
+def relative_sparsity(sparsity, beta, level, dtype):
+    """L1 weight ``sparsity * level**(beta - 1)`` at the scale of data of mean ``level``.
+
+    The beta-divergence scales as ``s**beta`` and ``||H||_1`` as ``s`` when
+    data and activations are scaled by ``s``: with this weight, data ``s``
+    times louder is exactly the same problem scaled by ``s``. For
+    Kullback-Leibler (beta = 1) the weight is ``sparsity`` itself. Clipped
+    like :func:`scaled_sparsity`.
+    """
+    if sparsity == 0 or beta == 1 or level == 1.0:
+        return float(sparsity)
+    with np.errstate(over="ignore", under="ignore"):
+        value = sparsity * np.exp((beta - 1.0) * np.log(level))
+    return float(min(value, np.sqrt(np.finfo(dtype).max)))

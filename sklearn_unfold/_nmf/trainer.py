@@ -191,6 +191,8 @@ def train_layers(
     max_halvings=10,
     name="DeepNMF",
     stop_on_interrupt=False,
+    validation=None,
+    n_iter_no_change=10,
 ):
     """Train ``W_layers`` by multiplicative back-propagation (eq. 38).
 
@@ -201,6 +203,13 @@ def train_layers(
     therefore non-increasing. Stops after ``max_iter`` accepted updates,
     when one lowers the objective by at most ``tol`` times its value, or
     when no step helps any more.
+
+    With a ``validation`` problem (early stopping), the held-out objective is
+    evaluated after every accepted update (a forward pass); training stops
+    when it has not fallen below ``(1 - tol)`` times its best value for
+    ``n_iter_no_change`` updates in a row, and the layers with the best
+    held-out objective are returned. ``tol`` then no longer applies to the
+    training objective.
 
     Parameters
     ----------
@@ -216,6 +225,11 @@ def train_layers(
         return the layers of the last accepted update instead of
         propagating it. Layers are only ever replaced as a whole, so the
         result is never a half-applied update.
+    validation : TrainingProblem, default=None
+        Held-out frames for early stopping (None: no early stopping).
+    n_iter_no_change : int, default=10
+        Updates without improvement of the held-out objective before
+        stopping (early stopping only).
 
     Returns
     -------
@@ -226,6 +240,12 @@ def train_layers(
         Objective per frame at the start and after each accepted update.
     interrupted : bool
         Whether Ctrl-C ended the training.
+    validation_curve : list of float or None
+        Held-out objective per frame at the start and after each accepted
+        update (None without ``validation``).
+    best_iter : int
+        Number of updates that produced the returned layers (the best
+        held-out objective; ``n_iter`` without ``validation``).
     """
     n_layers = len(W_layers)
     trainable = [True] * n_layers if trainable is None else list(trainable)
@@ -233,13 +253,22 @@ def train_layers(
     n_frames = problem.n_frames
     eps = eps_for(problem.M.dtype)
     setup = dict(trainable=trainable, batch_size=batch_size, n_jobs=n_jobs)
-    result = {"W_layers": W_layers, "loss_curve": []}
+    # The returned layers: the last accepted ones, or the best on held-out frames.
+    result = {"W_layers": W_layers, "loss_curve": [], "validation_curve": None, "best_iter": 0}
+
+    def held_out(layers):
+        loss, _ = evaluate(validation, layers, gradients=False, **setup)
+        return float(loss) / validation.n_frames
 
     def loop():
         start = time.perf_counter()
         layers = W_layers
         loss, grads = evaluate(problem, layers, **setup)
         result["loss_curve"] = loss_curve = [float(loss) / n_frames]
+        if validation is not None:
+            best = held_out(layers)
+            result["validation_curve"] = [best]
+            n_worse = 0
         step = 1.0
         for _ in range(max_iter):
 
@@ -255,23 +284,46 @@ def train_layers(
                 break
             previous = loss
             layers, loss, grads = accepted
-            # One statement: an interrupt sees the old or the new pair, never a mix.
-            result.update(W_layers=layers, loss_curve=loss_curve + [float(loss) / n_frames])
-            loss_curve = result["loss_curve"]
             step = min(1.0, 2.0 * used)
+            n_done = len(loss_curve)
+            if validation is None:
+                # One statement: an interrupt sees the old or the new pair, never a mix.
+                result.update(W_layers=layers, loss_curve=loss_curve + [float(loss) / n_frames], best_iter=n_done)
+            else:
+                current = held_out(layers)
+                improved = current < best * (1.0 - tol) if tol > 0 else current < best
+                update = dict(
+                    loss_curve=loss_curve + [float(loss) / n_frames],
+                    validation_curve=result["validation_curve"] + [current],
+                )
+                if current < best:
+                    update.update(W_layers=layers, best_iter=n_done)
+                    best = current
+                n_worse = 0 if improved else n_worse + 1
+                result.update(update)
+            loss_curve = result["loss_curve"]
             if verbose:
+                held = "" if validation is None else f", held-out {result['validation_curve'][-1]:.6g}"
                 print(
-                    f"{name} iteration {len(loss_curve) - 1:4d}: objective {loss / n_frames:.6g} per frame "
+                    f"{name} iteration {len(loss_curve) - 1:4d}: objective {loss / n_frames:.6g} per frame{held} "
                     f"({time.perf_counter() - start:.2f} s)"
                 )
-            if tol > 0 and previous - loss <= tol * abs(loss):
+            if validation is not None:
+                if n_worse >= n_iter_no_change:
+                    if verbose:
+                        print(f"{name}: held-out objective not improved for {n_iter_no_change} updates; stopping.")
+                    break
+            elif tol > 0 and previous - loss <= tol * abs(loss):
                 break
 
     interrupted = run_interruptible(
         loop, lambda: len(result["loss_curve"]) - 1, name=name, stop_on_interrupt=stop_on_interrupt
     )
     loss_curve = result["loss_curve"]
-    return result["W_layers"], max(len(loss_curve) - 1, 0), loss_curve, interrupted
+    return (
+        result["W_layers"], max(len(loss_curve) - 1, 0), loss_curve, interrupted,
+        result["validation_curve"], result["best_iter"],
+    )
 
 
 def train_step(

@@ -752,8 +752,10 @@ def init_training_activations(M, W, random_state, *, out=None, batch_size=None):
     xp = get_namespace(M)
     rng = check_random_state(random_state)
     n_components, n_frames = W.shape[1], M.shape[1]
-    level = np.sqrt(max(float(xp.mean(M)), 0.0) / n_components) if aa.size(M) else 1.0
-    level = level if level > 0 else 1.0
+    # mean(W H) = n_components * mean(W) * level = mean(M); proportional to the
+    # data, so that data s times louder starts (and stays) s times larger.
+    level = float(xp.mean(M)) / (n_components * float(xp.mean(W))) if aa.size(M) and aa.size(W) else 1.0
+    level = level if level > 0 and np.isfinite(level) else 1.0
     if out is None:
         H = level * rng.uniform(0.5, 1.5, size=(n_components, n_frames))
         return aa.astype(aa.asarray(H, xp, like=M), M.dtype, xp)
