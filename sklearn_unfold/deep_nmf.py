@@ -15,6 +15,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _array_api as aa
 from ._compat import Interval, StrOptions, _fit_context
 from ._docstrings import fill_doc
 from ._fitting import N_JOBS_CONSTRAINT, transactional_fit, warn_not_converged
@@ -291,7 +292,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
     def _learn_bases(self, y, spec, n_features, dtype, rng, options):
         """Stage 1: sparse NMF bases per source on its context-stacked spectra (sec. 5.3)."""
         if self.bases is not None:
-            return self._given_bases(spec, n_features, dtype)
+            return self._given_bases(spec, n_features, dtype, like=y)
         start = time.perf_counter()
         bases = []
         for l in range(spec.n_sources):
@@ -308,29 +309,36 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
             )
             bases.append(W.T)
             self._log(f"source {l}: sparse NMF bases after {n_iter} iterations ({time.perf_counter() - start:.1f} s)")
-        return np.ascontiguousarray(np.vstack(bases), dtype=dtype)
+        xp = aa.get_namespace(y)
+        return aa.ascontiguous(aa.vstack(bases, xp), xp, dtype=dtype)
 
     def _layer_plan(self, bases, spec, options):
         """Starting layers, the training passes (which layers each trains) and their structures."""
-        init = np.ascontiguousarray(bases[:, -spec.n_frequencies :].T)
+        xp = aa.get_namespace(bases)
+        init = aa.ascontiguous(bases[:, -spec.n_frequencies :].T, xp)
         if spec.n_trained == 0:
             return [init], [], [None]
-        layers = [init.copy() for _ in range(spec.n_trained)]
+        layers = [aa.copy(init, xp) for _ in range(spec.n_trained)]
         return layers, [[True] * spec.n_trained], [None] * spec.n_trained
 
     def _fitted_layers(self, layers, spec, options):
         """Fitted attributes holding the layers (set at the end of fit)."""
+        xp = aa.get_namespace(layers[0])
         if spec.n_trained == 0:
-            trained = np.empty((0, spec.n_sources * spec.n_components, spec.n_frequencies), layers[0].dtype)
+            shape = (0, spec.n_sources * spec.n_components, spec.n_frequencies)
+            trained = np.empty(shape, layers[0].dtype) if aa.is_numpy(xp) else (
+                xp.empty(shape, dtype=layers[0].dtype, device=aa.device(layers[0]))
+            )
         else:
-            trained = np.stack([W.T for W in layers])
+            trained = xp.stack([W.T for W in layers])
         return {"trained_components_": trained}
 
     def _inference_layers(self):
         """The layers for inference, read from the fitted attributes only."""
-        if len(self.trained_components_):
-            return [np.ascontiguousarray(W.T) for W in self.trained_components_]
-        return [np.ascontiguousarray(self.bases_[:, -self.n_frequencies_ :].T)]
+        xp = aa.get_namespace(self.bases_)
+        if self.trained_components_.shape[0]:
+            return [aa.ascontiguous(self.trained_components_[i, ...].T, xp) for i in range(self.trained_components_.shape[0])]
+        return [aa.ascontiguous(self.bases_[:, -self.n_frequencies_ :].T, xp)]
 
     def _supports_partial_fit(self):
         return True
@@ -340,7 +348,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         if self.verbose:
             print(f"[{type(self).__name__}] {message}", flush=True)
 
-    def _given_bases(self, spec, n_features, dtype):
+    def _given_bases(self, spec, n_features, dtype, like=None):
         return check_given_matrix(
             self.bases,
             (spec.n_sources * spec.n_components, n_features),
@@ -349,11 +357,13 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
             meaning="(n_sources * n_components, n_features_in), e.g. the bases_ of a model fitted on the same "
             "kind of data",
             whom=type(self).__name__,
+            like=like,
         )
 
     def _check_fit_data(self, X, y, reset):
         """Validated X, y and what they define: the network spec, source weights, target beta, options."""
-        X, y = validate_data(self, X, y, reset=reset, multi_output=True, y_numeric=True, dtype=[np.float64, np.float32])
+        xp = aa.get_namespace(X, y)
+        X, y = validate_data(self, X, y, reset=reset, multi_output=True, y_numeric=True, dtype=[xp.float64, xp.float32])
         y = check_array(y, dtype=X.dtype, ensure_2d=False, input_name="y")
         if self.n_trained_layers > self.n_layers:
             raise ValueError(
@@ -546,7 +556,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         self, bases, layers, spec, weights, options, n_iter, loss_curve, *, n_steps, step, validation_curve=None
     ):
         fitted = {
-            "bases_": np.ascontiguousarray(bases),
+            "bases_": aa.ascontiguous(bases, aa.get_namespace(bases)),
             "n_sources_": spec.n_sources,
             "n_frequencies_": spec.n_frequencies,
             "n_iter_": n_iter,
@@ -620,7 +630,8 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
             step, n_iter, loss_curve, n_steps = 1.0, 0, [], 0
         else:
             spec, weights, options = self._spec_, self._weights_, self._options_
-            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+            xp = aa.get_namespace(X, y)
+            X = validate_data(self, X, reset=False, dtype=[xp.float64, xp.float32])
             y = check_array(y, dtype=X.dtype, input_name="y")
             target_beta = beta_loss_to_float(self.target_loss)
             check_nmf_input(X, spec.beta, f"{type(self).__name__} (input X)")
@@ -632,7 +643,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
                     f"{spec.n_sources}; every batch must have the same sources."
                 )
             bases = self.bases_
-            X, y = X.astype(bases.dtype, copy=False), y.astype(bases.dtype, copy=False)
+            X, y = aa.astype(X, bases.dtype, xp), aa.astype(y, bases.dtype, xp)
             layers = self._inference_layers()
             _, passes, structures = self._layer_plan(bases, spec, options)
             step, n_iter, loss_curve, n_steps = self._partial_step_, self.n_iter_, list(self.loss_curve_), self.n_steps_
@@ -658,7 +669,8 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
     def _forward(self, X, output):
         """Run the fitted network on X; reads fitted state only."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        xp = aa.get_namespace(X)
+        X = validate_data(self, X, reset=False, dtype=[xp.float64, xp.float32])
         spec = self._spec_
         check_nmf_input(X, spec.beta, f"{type(self).__name__} (input X)")
         return run_network(
@@ -738,15 +750,16 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         y = check_array(y, dtype=y_pred.dtype, ensure_2d=False, input_name="y")
         spec = self._spec_
         targets = layout.scoring_targets(y, y_pred.shape[0], spec.n_context, spec.n_frequencies, spec.n_sources)
-        return magnitude_sdr(targets, y_pred, n_sources=spec.n_sources)
+        # The metric is numpy code: one transfer of two arrays, a float comes out.
+        return magnitude_sdr(aa.to_numpy(targets), aa.to_numpy(y_pred), n_sources=spec.n_sources)
 
     @property
     def n_params_(self):
         """Number of parameters ``P = (T + C) F R`` and trained ones ``P_D = C F R``."""
         check_is_fitted(self)
         return {
-            "total": int(self.bases_.size + self.trained_components_.size),
-            "trained": int(self.trained_components_.size),
+            "total": int(aa.size(self.bases_) + aa.size(self.trained_components_)),
+            "trained": int(aa.size(self.trained_components_)),
         }
 
     @property
@@ -761,6 +774,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         tags.target_tags.single_output = False
         tags.target_tags.positive_only = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.array_api_support = True
         return tags
 
 

@@ -10,6 +10,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from . import _array_api as aa
 from ._compat import Interval, StrOptions
 from ._docstrings import fill_doc
 from ._nmf import layout
@@ -259,8 +260,9 @@ class PhysicsAwareDeepNMF(DeepNMF):
         if hankel is None:
             return super()._learn_bases(y, spec, n_features, dtype, rng, options)
         if self.bases is not None:
-            bases = self._given_bases(spec, n_features, dtype)
-            return np.ascontiguousarray(hankel.project(np.ascontiguousarray(bases.T)).T)
+            xp = aa.get_namespace(y)
+            bases = self._given_bases(spec, n_features, dtype, like=y)
+            return aa.ascontiguous(hankel.project(aa.ascontiguous(bases.T, xp)).T, xp)
         start = time.perf_counter()
         bases = []
         for l in range(spec.n_sources):
@@ -276,7 +278,8 @@ class PhysicsAwareDeepNMF(DeepNMF):
             )
             bases.append(W.T)
             self._log(f"source {l}: block-Hankel bases after {n_iter} iterations ({time.perf_counter() - start:.1f} s)")
-        return np.ascontiguousarray(np.vstack(bases), dtype=dtype)
+        xp = aa.get_namespace(y)
+        return aa.ascontiguous(aa.vstack(bases, xp), xp, dtype=dtype)
 
     def _layer_plan(self, bases, spec, options):
         """Untied layers start from the bases (all their frames for context layers).
@@ -286,11 +289,12 @@ class PhysicsAwareDeepNMF(DeepNMF):
         trained; None trains every untied layer together (DeepNMF).
         """
         F = spec.n_frequencies
-        start_update = np.ascontiguousarray((bases if spec.context_layers else bases[:, -F:]).T)
+        xp = aa.get_namespace(bases)
+        start_update = aa.ascontiguous((bases if spec.context_layers else bases[:, -F:]).T, xp)
         n_update = max(spec.n_trained - 1, 0)
-        updates = [start_update.copy() for _ in range(n_update)]
+        updates = [aa.copy(start_update, xp) for _ in range(n_update)]
         given = options["given_reconstruction"]
-        W_out = np.ascontiguousarray((bases[:, -F:] if given is None else given).T)
+        W_out = aa.ascontiguous((bases[:, -F:] if given is None else given).T, xp)
         structures = [options["hankel"]] * n_update + [None]
         option = options["reconstruction"]
         if option == "dnmf":
@@ -304,20 +308,27 @@ class PhysicsAwareDeepNMF(DeepNMF):
     def _fitted_layers(self, layers, spec, options):
         n_rows = spec.n_context * spec.n_frequencies if spec.context_layers else spec.n_frequencies
         updates = layers[:-1]
+        xp = aa.get_namespace(layers[-1])
         if updates:
-            update_components = np.ascontiguousarray(np.stack([W.T for W in updates]))
-        else:
+            update_components = aa.ascontiguous(xp.stack([W.T for W in updates]), xp)
+        elif aa.is_numpy(xp):
             update_components = np.empty((0, spec.n_sources * spec.n_components, n_rows), layers[-1].dtype)
+        else:
+            update_components = xp.empty(
+                (0, spec.n_sources * spec.n_components, n_rows), dtype=layers[-1].dtype, device=aa.device(layers[-1])
+            )
         return {
             "update_components_": update_components,
-            "reconstruction_components_": np.ascontiguousarray(layers[-1].T),
+            "reconstruction_components_": aa.ascontiguous(layers[-1].T, xp),
             "reconstruction_fixed_": options["reconstruction"] is not None,
             "context_layers_": spec.context_layers,
         }
 
     def _inference_layers(self):
-        layers = [np.ascontiguousarray(W.T) for W in self.update_components_]
-        return layers + [np.ascontiguousarray(self.reconstruction_components_.T)]
+        xp = aa.get_namespace(self.reconstruction_components_)
+        stacked = self.update_components_
+        layers = [aa.ascontiguous(stacked[i, ...].T, xp) for i in range(stacked.shape[0])]
+        return layers + [aa.ascontiguous(self.reconstruction_components_.T, xp)]
 
     def _supports_partial_fit(self):
         # 'dnmf' is two passes over all the data; mini-batches cannot take turns that way.
@@ -350,15 +361,15 @@ class PhysicsAwareDeepNMF(DeepNMF):
 
         def free(W):
             if hankel is None or W.shape[-1] != hankel.n_context * hankel.n_freqs:
-                return W.size
+                return aa.size(W)
             return hankel.n_groups(W.shape[0]) * hankel.n_lags * hankel.n_freqs
 
         option = options["reconstruction"]
-        updates = sum(free(W) for W in self.update_components_)
+        updates = sum(free(self.update_components_[i, ...]) for i in range(self.update_components_.shape[0]))
         # W^K is the bases' last frame (no parameters of its own) for C = 0 and for 'snmf'.
         own_out = not ((option is None and spec.n_trained == 0) or option == "snmf")
         trained_out = (option is None and spec.n_trained > 0) or option == "dnmf"
-        out = self.reconstruction_components_.size
+        out = aa.size(self.reconstruction_components_)
         return {
             "total": int(free(self.bases_) + updates + (out if own_out else 0)),
             "trained": int(updates + (out if trained_out else 0)),

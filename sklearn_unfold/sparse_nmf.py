@@ -7,6 +7,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import _array_api as aa
 from ._compat import Interval, StrOptions, _fit_context
 from ._fitting import transactional_fit, warn_not_converged
 from ._nmf.chunks import frame_chunks
@@ -172,7 +173,8 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         self.forget_factor = forget_factor
 
     def _check_X(self, X, reset):
-        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        xp = aa.get_namespace(X)
+        X = validate_data(self, X, reset=reset, dtype=[xp.float64, xp.float32])
         check_nmf_input(X, beta_loss_to_float(self.beta_loss), f"{type(self).__name__} (input X)")
         return X
 
@@ -217,7 +219,7 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         )
         if n_iter == self.max_iter and self.tol > 0:
             warn_not_converged(type(self).__name__, self.max_iter)
-        self.components_ = np.ascontiguousarray(W.T)
+        self.components_ = aa.ascontiguous(W.T, aa.get_namespace(W))
         self.n_components_ = n_components
         self.n_iter_ = n_iter
         self.loss_curve_ = loss_curve
@@ -283,10 +285,12 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         else:
             n_components, n_steps = self.n_components_, getattr(self, "n_steps_", 0)
             W = self.components_.T
-        M = X.T.astype(W.dtype, copy=False)
+        xp = aa.get_namespace(X)
+        M = aa.astype(X.T, W.dtype, xp)
         scale = safe_scale(M)
         mu = scaled_sparsity(mu, beta, scale, M.dtype)
-        neg, pos = np.zeros(W.shape), np.zeros(W.shape)
+        on = {} if aa.is_numpy(xp) else {"device": aa.device(W)}
+        neg, pos = xp.zeros(W.shape, dtype=xp.float64, **on), xp.zeros(W.shape, dtype=xp.float64, **on)
         for chunk in frame_chunks(M.shape[1], self.batch_size):
             M_c = M[:, chunk] if scale == 1.0 else M[:, chunk] / scale
             H_c = infer_activations_batched(M_c, W, beta=beta, mu=mu, max_iter=self.max_iter, tol=self.tol)
@@ -303,8 +307,8 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             top = max(unit, old_unit)
             new_weight, old_weight = scale_power(2.0, unit - top), self.forget_factor * scale_power(2.0, old_unit - top)
             neg, pos, unit = new_weight * neg + old_weight * old_neg, new_weight * pos + old_weight * old_pos, top
-        W = normalized_bases_step(W, neg, pos, eps_for(W.dtype)).astype(W.dtype, copy=False)
-        self.components_ = np.ascontiguousarray(W.T)
+        W = aa.astype(normalized_bases_step(W, neg, pos, eps_for(W.dtype)), W.dtype, xp)
+        self.components_ = aa.ascontiguous(W.T, xp)
         self.n_components_ = n_components
         self.n_steps_ = n_steps + 1
         self._bases_stats_ = (neg, pos, unit)
@@ -348,11 +352,12 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         check_is_fitted(self)
         settings = self._inference_
         beta = settings["beta"]
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        xp = aa.get_namespace(X)
+        X = validate_data(self, X, reset=False, dtype=[xp.float64, xp.float32])
         check_nmf_input(X, beta, f"{type(self).__name__} (input X)")
         scale = safe_scale(X)
         M = X.T if scale == 1.0 else X.T / scale
-        W = self.components_.T.astype(X.dtype, copy=False)
+        W = aa.astype(self.components_.T, X.dtype, xp)
         H = infer_activations_batched(
             M,
             W,
@@ -362,7 +367,7 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
             tol=self.tol,
             batch_size=self.batch_size,
         )
-        H = np.ascontiguousarray(H.T)
+        H = aa.ascontiguous(H.T, xp)
         if scale != 1.0:
             H *= scale
         return H
@@ -380,12 +385,13 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         X_original : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
-        H = check_array(X, dtype=[np.float64, np.float32])
+        xp = aa.get_namespace(X)
+        H = check_array(X, dtype=[xp.float64, xp.float32])
         if H.shape[1] != self.n_components_:
             raise ValueError(
                 f"X has {H.shape[1]} columns but this SparseNMF has {self.n_components_} components."
             )
-        return H @ self.components_.astype(H.dtype, copy=False)
+        return H @ aa.astype(self.components_, H.dtype, xp)
 
     @property
     def _n_features_out(self):
@@ -395,4 +401,5 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         tags = super().__sklearn_tags__()
         tags.input_tags.positive_only = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.array_api_support = True
         return tags

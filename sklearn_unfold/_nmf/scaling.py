@@ -10,6 +10,8 @@ precision lost), uses :func:`scaled_sparsity`, and maps results back.
 
 import numpy as np
 
+from .._array_api import get_namespace, is_numpy, numpy_dtype, size
+
 
 def safe_scale(X):
     """Power of two to divide ``X`` by before the multiplicative updates (1.0 when not needed).
@@ -27,11 +29,12 @@ def safe_scale(X):
     scale : float
         A power of two, 1.0 for data in range, all-zero or empty data.
     """
-    largest = float(X.max()) if X.size else 0.0
+    xp = get_namespace(X)
+    largest = float(xp.max(X)) if size(X) else 0.0
     if not largest > 0 or not np.isfinite(largest):
         return 1.0
     exponent = int(np.frexp(largest)[1]) - 1  # largest / 2**exponent is in [1, 2)
-    limit = np.finfo(X.dtype).maxexp // 8
+    limit = np.finfo(numpy_dtype(X.dtype)).maxexp // 8
     if -limit <= exponent <= limit:
         return 1.0
     return float(np.ldexp(1.0, exponent))
@@ -48,7 +51,7 @@ def scaled_sparsity(mu, beta, scale, dtype):
         return float(mu)
     with np.errstate(over="ignore", under="ignore"):
         value = mu * np.exp2(np.log2(scale) * (1.0 - beta))
-    return float(min(value, np.sqrt(np.finfo(dtype).max)))
+    return float(min(value, np.sqrt(np.finfo(numpy_dtype(dtype)).max)))
 
 
 def scale_power(scale, power):
@@ -65,7 +68,13 @@ def data_level(X):
     1.0 for empty, all-zero or non-finite data, where no level is defined
     (the relative and the absolute sparsity then coincide).
     """
-    level = float(np.mean(X, dtype=np.float64)) if X.size else 0.0
+    xp = get_namespace(X)
+    if not size(X):
+        level = 0.0
+    elif is_numpy(xp):
+        level = float(np.mean(X, dtype=np.float64))
+    else:
+        level = float(xp.sum(X, dtype=xp.float64)) / size(X)
     return level if level > 0 and np.isfinite(level) else 1.0
 
 
@@ -82,4 +91,4 @@ def relative_sparsity(sparsity, beta, level, dtype):
         return float(sparsity)
     with np.errstate(over="ignore", under="ignore"):
         value = sparsity * np.exp((beta - 1.0) * np.log(level))
-    return float(min(value, np.sqrt(np.finfo(dtype).max)))
+    return float(min(value, np.sqrt(np.finfo(numpy_dtype(dtype)).max)))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .. import _array_api as aa
 from .._fitting import run_interruptible
 from .backward import layer_backward, output_backward
 from .chunks import frame_chunks, sum_chunk_results
@@ -123,8 +124,8 @@ def chunk_loss(problem, W_layers):
             loss += w * beta_divergence(S_l, S_hat, problem.target_beta)
             if problem.gamma:
                 sl = spec.source_slices[l]
-                diff = S_l - W_out[:, sl] @ H_top[sl]
-                loss += 0.5 * problem.gamma * w * float(np.vdot(diff, diff))
+                diff = S_l - W_out[:, sl] @ H_top[sl, :]
+                loss += 0.5 * problem.gamma * w * aa.vdot(diff, diff, aa.get_namespace(diff))
     return loss
 
 
@@ -163,17 +164,21 @@ def multiplicative_update(W_layers, grads, step, *, trainable, structures, eps):
         if not trainable[i]:
             continue
         plus, minus = grad
+        xp = aa.get_namespace(plus)
         if structures[i] is None:
-            ratio = minus / np.maximum(plus, eps)
+            ratio = minus / xp.maximum(plus, eps)
             # No gradient at all (e.g. every activation underflowed): keep the
             # weight; the ratio 0 / eps would zero it for good.
-            ratio[(plus == 0) & (minus == 0)] = 1.0
+            if aa.is_numpy(xp):
+                ratio[(plus == 0) & (minus == 0)] = 1.0
+            else:
+                ratio = xp.where((plus == 0) & (minus == 0), 1.0, ratio)
         else:
             ratio = hankel_ratio(structures[i], plus, minus, eps)
         if step != 1.0:
             ratio **= step
         ratio *= W
-        candidate[i] = ratio.astype(W.dtype, copy=False)
+        candidate[i] = aa.astype(ratio, W.dtype, xp)
     return candidate
 
 

@@ -239,8 +239,12 @@ def make_objective(M, beta, mu, axis=None):
         return xp.sum(A, axis=axis, dtype=xp.float64)
 
     if beta == 1:
-        with aa.errstate(xp, divide="ignore", invalid="ignore"):
-            const = total(xp.where(M > 0, M * xp.log(M), 0.0)) - total(M)
+        if is_numpy(xp):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                const = total(np.where(M > 0, M * np.log(M), 0.0)) - total(M)
+        else:
+            # No log(0) to mask (libraries that warn, e.g. array-api-strict, stay quiet).
+            const = total(M * xp.log(xp.where(M > 0, M, 1.0))) - total(M)
 
         def objective(Lam, H):
             return const - total(M * xp.log(Lam)) + total(Lam) + mu * total(H)
