@@ -9,12 +9,15 @@ float32, random non-negative data (speed does not depend on the values). Measure
 - the same network trained with PyTorch autograd, when torch is installed (skipped otherwise), in two
   variants: a direct port that runs all K layers under autograd every epoch, and one that caches the
   fixed layers like this project does;
-- a plain float32 matrix product of the fixed layers' shapes, (T F x R) @ (R x N): the machine's ceiling.
+- a plain float32 matrix product of the fixed layers' shapes, (T F x R) @ (R x N): the machine's ceiling;
+- with ``--device DEVICE`` (``cpu``, ``cuda``, ``cuda:1``...): the same epoch and inference, through the same
+  functions, on torch tensors on that device under scikit-learn's ``array_api_dispatch`` (wall-clock times,
+  the device synchronized before each clock reading), next to the numpy ones.
 
 Inference throughput counts the matrix-product flops of the network (4 T F R N per fixed layer,
 4 F R N per trained layer, 2 F R N for the output) divided by the time of a whole pass.
 
-    python benchmarks/bench_training.py [--quick] [--json PATH] [--repeat N]
+    python benchmarks/bench_training.py [--quick] [--json PATH] [--repeat N] [--device DEVICE]
 """
 
 import argparse
@@ -24,6 +27,8 @@ import time
 
 import numpy as np
 
+from sklearn import config_context
+
 from sklearn_unfold._nmf import layout
 from sklearn_unfold._nmf.divergences import eps_for
 from sklearn_unfold._nmf.network import NetworkSpec, fixed_part, run_network
@@ -31,14 +36,22 @@ from sklearn_unfold._nmf.scaling import safe_scale
 from sklearn_unfold._nmf.trainer import TrainingProblem, evaluate, multiplicative_update
 
 
-def best_time(func, repeat):
+def best_time(func, repeat, clock=time.process_time, sync=None):
     """Minimum over ``repeat`` runs of the CPU time of ``func`` (the machine is shared; CPU time
-    is what this process used, wall time would count the others' load)."""
+    is what this process used, wall time would count the others' load).
+
+    ``clock=time.perf_counter`` with ``sync`` (e.g. ``torch.cuda.synchronize``) times work queued
+    on an accelerator: the clock is read after the device finished.
+    """
     times = []
     for _ in range(repeat):
-        start = time.process_time()
+        if sync:
+            sync()
+        start = clock()
         func()
-        times.append(time.process_time() - start)
+        if sync:
+            sync()
+        times.append(clock() - start)
     return min(times)
 
 
@@ -88,7 +101,7 @@ def make_problem(K, C, R, T, F, N, seed=0):
     return X, y, speech, W_fixed, layers
 
 
-def ours(K, C, R, T, F, X, y, W_fixed, layers, batch_size, repeat):
+def ours(K, C, R, T, F, X, y, W_fixed, layers, batch_size, repeat, **timing):
     """One training epoch and one inference pass, through the estimators' own functions.
 
     The epoch is what ``train_layers`` does per accepted update: the
@@ -117,7 +130,22 @@ def ours(K, C, R, T, F, X, y, W_fixed, layers, batch_size, repeat):
     def inference():
         return run_network(spec, W_fixed, layers, X, output="sources", batch_size=batch_size)
 
-    return best_time(epoch, repeat), best_time(inference, repeat)
+    return best_time(epoch, repeat, **timing), best_time(inference, repeat, **timing)
+
+
+def on_device(device, K, C, R, T, F, X, y, W_fixed, layers, batch_size, repeat):
+    """:func:`ours` on torch tensors on ``device``: epoch and inference wall times in seconds."""
+    import torch
+
+    device = torch.device(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def moved(a):
+        return torch.asarray(np.ascontiguousarray(a), device=device)
+
+    with config_context(array_api_dispatch=True):
+        return ours(K, C, R, T, F, moved(X), moved(y), moved(W_fixed), [moved(W) for W in layers], batch_size,
+                    repeat, clock=time.perf_counter, sync=sync)
 
 
 def torch_epochs(K, C, R, F, N, M_ctx, speech, W_fixed, layers, repeat, threads=None):
@@ -198,7 +226,7 @@ def time_to_loss(K, C, R, T, F, X, y, W_fixed, layers, batch_size, n_updates, lr
                               mu=1.0, weights=(1.0, 0.0), target_beta=2.0)
     fixed_seconds = time.process_time() - start
     start = time.process_time()
-    _, n_iter, curve, _ = train_layers(problem, [W.copy() for W in layers], max_iter=n_updates, tol=0.0,
+    _, n_iter, curve, *_ = train_layers(problem, [W.copy() for W in layers], max_iter=n_updates, tol=0.0,
                                        batch_size=batch_size)
     ours_seconds = time.process_time() - start
     target = curve[-1] * X.shape[0]
@@ -254,7 +282,23 @@ def main(argv=None):
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=4096)
     parser.add_argument("--threads", type=int, default=None, help="BLAS / torch threads for every contender")
+    parser.add_argument("--device", default=None,
+                        help="also run the same network on torch tensors on this device (cpu, cuda, ...) "
+                             "under array_api_dispatch")
     args = parser.parse_args(argv)
+    if args.device:
+        # scikit-learn checks it when dispatch is switched on (scipy is not used on the device here).
+        os.environ.setdefault("SCIPY_ARRAY_API", "1")
+        try:
+            import torch
+        except ImportError:
+            parser.error("--device needs torch")
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        try:
+            torch.empty(1, device=args.device)
+        except (RuntimeError, AssertionError) as error:
+            parser.error(f"--device {args.device}: {error}")
     if args.threads:
         from threadpoolctl import threadpool_limits
 
@@ -277,6 +321,16 @@ def main(argv=None):
     print(f"matmul ceiling   {ceiling / 1e9:.1f} GFLOP/s  -> inference at {result['inference_gflops'] * 1e9 / ceiling:.2f} of it")
     print(f"products only    {gemm_s * 1e3:9.1f} ms  -> inference_gemm_ratio {gemm_s / infer_s:.2f} "
           f"(CPU times; load average {os.getloadavg()[0]:.2f})")
+    if args.device:
+        np_wall = ours(K, C, R, T, F, X, y, W_fixed, layers, args.batch_size, repeat, clock=time.perf_counter)
+        dev_epoch_s, dev_infer_s = on_device(args.device, K, C, R, T, F, X, y, W_fixed, layers, args.batch_size,
+                                             repeat)
+        result.update(device=args.device, numpy_epoch_wall_seconds=np_wall[0],
+                      numpy_inference_wall_seconds=np_wall[1], device_epoch_seconds=dev_epoch_s,
+                      device_inference_seconds=dev_infer_s)
+        print(f"wall clock       numpy epoch {np_wall[0] * 1e3:9.1f} ms   inference {np_wall[1] * 1e3:9.1f} ms")
+        print(f"torch on {args.device:<7} epoch {dev_epoch_s * 1e3:9.1f} ms   inference {dev_infer_s * 1e3:9.1f} ms "
+              f"(array_api_dispatch, wall clock)")
     try:
         full_s, cached_s, version = torch_epochs(
             K, C, R, F, N, np.ascontiguousarray(X.T), speech, W_fixed, layers, repeat, args.threads

@@ -280,12 +280,13 @@ def _frames_as_columns(X_rows, scale):
 
     One copy per chunk: every layer's element-wise work then runs on
     contiguous arrays of one layout (a transposed view of row-major X made
-    ``M / (W H)`` several times slower). Arrays of other namespaces are
-    used as the transposed view.
+    ``M / (W H)`` several times slower). Other namespaces get the same
+    row-major copy through a flat reshape (the standard has no layout).
     """
     xp = get_namespace(X_rows)
     if not is_numpy(xp):
-        return X_rows.T if scale == 1.0 else X_rows.T / scale
+        M = xp.reshape(xp.reshape(X_rows.T, (-1,)), (X_rows.shape[1], X_rows.shape[0]))
+        return M if scale == 1.0 else M / scale
     M = np.ascontiguousarray(X_rows.T)
     if scale != 1.0:
         if np.shares_memory(M, X_rows):
