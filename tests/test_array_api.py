@@ -6,7 +6,9 @@ which catches any array silently created on the default one) and on torch
 tensors, with the same solver code as numpy: the results equal numpy's, the
 fitted attributes and outputs stay in X's namespace and on X's device.
 scikit-learn checks the variable ``SCIPY_ARRAY_API`` when dispatch is
-switched on; this module sets it (only scikit-learn reads it here).
+switched on; this module sets it (only scikit-learn reads it here). The
+DeepNMF family enters scikit-learn's check through test_common's adapter,
+which derives a valid two-source y from X (in X's namespace).
 """
 
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 from conftest import source_mixture
 from sklearn import clone, config_context
 from sklearn.utils.estimator_checks import check_array_api_input
+from test_common import DerivedDeepNMF, DerivedDiscriminativeNMF, DerivedPhysicsAwareDeepNMF
 
 from sklearn_unfold import DeepNMF, DiscriminativeNMF, PhysicsAwareDeepNMF, SparseNMF
 from sklearn_unfold._array_api import device, get_namespace, to_numpy
@@ -32,35 +35,6 @@ needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 @pytest.fixture(autouse=True)
 def _scipy_array_api(monkeypatch, one_blas_thread):
     monkeypatch.setenv("SCIPY_ARRAY_API", "1")
-
-
-def derive_y(X):
-    """Two sources summing to X (column j split as w_j, 1 - w_j), in X's namespace and on its device."""
-    xp = array_api_compat.array_namespace(X)
-    w = xp.asarray(np.linspace(0.25, 0.75, X.shape[1]), dtype=X.dtype, device=array_api_compat.device(X))
-    return xp.concat([X * w, X * (1.0 - w)], axis=1)
-
-
-class _DerivedTargets:
-    """scikit-learn's array API check fits with a made-up y; derive a valid one from X instead."""
-
-    def fit(self, X, y=None):
-        return super().fit(X, derive_y(X))
-
-    def score(self, X, y=None):
-        return super().score(X, derive_y(X))
-
-
-class DerivedDeepNMF(_DerivedTargets, DeepNMF):
-    pass
-
-
-class DerivedDiscriminativeNMF(_DerivedTargets, DiscriminativeNMF):
-    pass
-
-
-class DerivedPhysicsAwareDeepNMF(_DerivedTargets, PhysicsAwareDeepNMF):
-    pass
 
 
 SMALL = dict(n_components=2, n_layers=3, n_context=1, max_iter=5, random_state=0)

@@ -49,6 +49,13 @@ def derive_y(X):
     """
     if sp.issparse(X):
         return X
+    if not isinstance(X, np.ndarray) and _is_array_api_array(X):
+        # An Array API array (tests/test_array_api.py): the same split in X's namespace, on its device.
+        from array_api_compat import array_namespace, device
+
+        xp = array_namespace(X)
+        w = xp.asarray(np.linspace(0.25, 0.75, X.shape[1]), dtype=X.dtype, device=device(X))
+        return xp.concat([X * w, X * (1.0 - w)], axis=1)
     try:
         A = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError):
@@ -57,6 +64,14 @@ def derive_y(X):
         return X
     w = np.linspace(0.25, 0.75, A.shape[1])
     return np.hstack([A * w, A * (1.0 - w)])
+
+
+def _is_array_api_array(X):
+    try:
+        from array_api_compat import is_array_api_obj
+    except ImportError:
+        return False
+    return is_array_api_obj(X)
 
 
 class _DerivedTargets:
