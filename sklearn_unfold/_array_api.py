@@ -152,3 +152,30 @@ def to_numpy(x):
         # array-api-strict's simulated devices: move to its CPU device first.
         x = compat.to_device(x, xp.Device("CPU_DEVICE"))
     return np.asarray(x)
+
+
+def check_same_namespace(X, fitted, estimator, method):
+    """Refuse X from another library or device than ``fitted`` (an array set by fit).
+
+    Only under dispatch: with it off, every input becomes numpy and so is
+    every fitted array. Array-likes (lists) count as numpy.
+    """
+    if not get_config()["array_api_dispatch"]:
+        return
+    X_xp, fitted_xp = get_namespace(X), get_namespace(fitted)
+    X_device = device(X) if not is_numpy(X_xp) or isinstance(X, np.ndarray) else "cpu"
+    if X_xp is fitted_xp and X_device == device(fitted):
+        return
+    raise ValueError(
+        f"Inputs passed to {type(estimator).__name__}.{method}() must use the same namespace and the same "
+        f"device as those passed to fit(): fitted on {fitted_xp.__name__} arrays on {device(fitted)!r}, got "
+        f"{X_xp.__name__} arrays on {X_device!r}. Convert X (e.g. torch.asarray(X, device=...)) or refit."
+    )
+
+
+def take(x, indices, axis):
+    """``x`` restricted to the numpy integer ``indices`` along ``axis`` (a copy)."""
+    xp = get_namespace(x)
+    if is_numpy(xp):
+        return np.take(x, indices, axis=axis)
+    return xp.take(x, asarray(indices, xp, like=x), axis=axis)

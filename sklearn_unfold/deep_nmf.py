@@ -474,7 +474,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         validation_rows = None
         if self.early_stopping and self.max_iter > 0:
             train_rows, validation_rows = self._validation_split(X.shape[0], groups, rng)
-            bases = self._learn_bases(y[train_rows], spec, X.shape[1], X.dtype, rng, options)
+            bases = self._learn_bases(aa.take(y, train_rows, axis=0), spec, X.shape[1], X.dtype, rng, options)
         else:
             bases = self._learn_bases(y, spec, X.shape[1], X.dtype, rng, options)
         layers, passes, structures = self._layer_plan(bases, spec, options)
@@ -630,6 +630,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
             step, n_iter, loss_curve, n_steps = 1.0, 0, [], 0
         else:
             spec, weights, options = self._spec_, self._weights_, self._options_
+            aa.check_same_namespace(X, self.bases_, self, "partial_fit")
             xp = aa.get_namespace(X, y)
             X = validate_data(self, X, reset=False, dtype=[xp.float64, xp.float32])
             y = check_array(y, dtype=X.dtype, input_name="y")
@@ -669,6 +670,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
     def _forward(self, X, output):
         """Run the fitted network on X; reads fitted state only."""
         check_is_fitted(self)
+        aa.check_same_namespace(X, self.bases_, self, "predict" if output == "sources" else "transform")
         xp = aa.get_namespace(X)
         X = validate_data(self, X, reset=False, dtype=[xp.float64, xp.float32])
         spec = self._spec_

@@ -275,6 +275,8 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         self : SparseNMF
         """
         first = not hasattr(self, "components_")
+        if not first:
+            aa.check_same_namespace(X, self.components_, self, "partial_fit")
         X = self._check_X(X, reset=first)
         beta = beta_loss_to_float(self.beta_loss)
         mu = float(self.sparsity)
@@ -350,6 +352,7 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         H : ndarray of shape (n_samples, n_components)
         """
         check_is_fitted(self)
+        aa.check_same_namespace(X, self.components_, self, "transform")
         settings = self._inference_
         beta = settings["beta"]
         xp = aa.get_namespace(X)
@@ -385,6 +388,7 @@ class SparseNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
         X_original : ndarray of shape (n_samples, n_features)
         """
         check_is_fitted(self)
+        aa.check_same_namespace(X, self.components_, self, "inverse_transform")
         xp = aa.get_namespace(X)
         H = check_array(X, dtype=[xp.float64, xp.float32])
         if H.shape[1] != self.n_components_:

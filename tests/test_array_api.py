@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import source_mixture
 from sklearn import clone, config_context
-from sklearn.utils.estimator_checks import check_array_api_input
+from sklearn.utils.estimator_checks import check_array_api_input, check_array_api_same_namespace
 from test_common import DerivedDeepNMF, DerivedDiscriminativeNMF, DerivedPhysicsAwareDeepNMF
 
 from sklearn_unfold import DeepNMF, DiscriminativeNMF, PhysicsAwareDeepNMF, SparseNMF
@@ -64,6 +64,26 @@ def test_check_array_api_input(estimator, namespace, device_name, dtype_name):
     check_array_api_input(
         _id(estimator), estimator, array_namespace=namespace, device_name=device_name, dtype_name=dtype_name
     )
+
+
+@pytest.mark.parametrize("namespace, device_name", NAMESPACES)
+@pytest.mark.parametrize("estimator", ESTIMATORS, ids=_id)
+def test_check_array_api_same_namespace(estimator, namespace, device_name):
+    # predict / transform with numpy input after a fit on another library: one clear error.
+    check_array_api_same_namespace(_id(estimator), estimator, array_namespace=namespace, device_name=device_name)
+
+
+def test_another_device_than_fit_is_refused():
+    X, y = source_mixture(n=40, n_freqs=4, n_context=1)
+    default, other = array_api_strict.asarray(X), _strict(X)
+    with config_context(array_api_dispatch=True):
+        model = DeepNMF(n_components=2, n_layers=2, n_context=1, max_iter=2, random_state=0)
+        model.fit(other, _strict(y))
+        with pytest.raises(ValueError, match=r"DeepNMF.predict\(\) must use the same namespace and the same device"):
+            model.predict(default)
+        sparse = SparseNMF(n_components=2, max_iter=5, random_state=0).fit(other)
+        with pytest.raises(ValueError, match=r"SparseNMF.partial_fit\(\) must use the same namespace"):
+            sparse.partial_fit(default)
 
 
 # --------------------------------------------------------------------------
@@ -175,3 +195,20 @@ def test_dispatch_off_is_numpy():
         # numpy inputs under dispatch take the numpy path too.
         again = SparseNMF(n_components=2, max_iter=20, random_state=0).fit(X)
     np.testing.assert_array_equal(again.components_, model.components_)
+
+
+@pytest.mark.parametrize("convert", CONVERTERS)
+def test_early_stopping_equals_numpy(convert):
+    X, y = source_mixture(n=80, n_freqs=6, n_context=2, seed=43, dtype=np.float32)
+    groups = np.repeat(np.arange(8), 10)
+    model = DeepNMF(n_components=4, n_layers=4, n_trained_layers=2, n_context=2, sparsity=0.1, max_iter=30,
+                    tol=0.0, early_stopping=True, validation_fraction=0.5, n_iter_no_change=5,
+                    bases_max_iter=20, random_state=0)
+    reference = clone(model).fit(X, y, groups=groups)
+    X_xp = convert(X)
+    with config_context(array_api_dispatch=True):
+        fitted = clone(model).fit(X_xp, convert(y), groups=groups)
+    _assert_follows(fitted.trained_components_, X_xp)
+    _assert_close(reference.trained_components_, fitted.trained_components_)
+    np.testing.assert_allclose(fitted.validation_loss_curve_, reference.validation_loss_curve_, rtol=1e-4)
+    assert fitted.n_iter_ == reference.n_iter_

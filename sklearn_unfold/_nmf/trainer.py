@@ -65,13 +65,19 @@ class TrainingProblem:
         return self.M.shape[1]
 
     def frames(self, chunk):
-        """The same problem on a slice of frames."""
+        """The same problem on a slice of frames (a view), or on the frames of an index array (a copy)."""
+        if isinstance(chunk, slice):
+            def part(A):
+                return A[:, chunk]
+        else:
+            def part(A):
+                return aa.take(A, chunk, axis=1)
         return replace(
             self,
-            M_layers=self.M_layers[:, chunk],
-            M=self.M[:, chunk],
-            sources=[S[:, chunk] for S in self.sources],
-            H_start=self.H_start[:, chunk],
+            M_layers=part(self.M_layers),
+            M=part(self.M),
+            sources=[part(S) for S in self.sources],
+            H_start=part(self.H_start),
         )
 
 
