@@ -24,7 +24,8 @@ early stopping. The chosen values are printed, and the test set is scored once p
 - The DNN of the paper's sec. 5.2 (``benchmarks/_mask_dnn.py``; PyTorch, the optional ``bench``
   extra): standardized log-magnitude context input (same T = 9), tanh hidden layers, sigmoid mask
   over the target frame, loss ``sum (mask * m - s)^2``, Adam, Gaussian input noise 0.1. Its size
-  among the paper's 3x256, 1x1024, 2x1024 and 2x1536 (Table 1) by the same ``GroupKFold`` search;
+  among the paper's 3x256, 1x1024, 2x1024 and 2x1536 (Table 1) and its Adam learning rate (1e-3 or 3e-4) by the
+  same ``GroupKFold`` search;
   the epochs by early stopping on held-out training utterances. The rows are skipped with a
   message when torch is not installed.
 
@@ -84,14 +85,15 @@ CONFIGS = {
         train_utts=None, frames=10000, test_utts=40, folds=3,
         sparsities=[0.3, 1.0, 3.0], R_start=100, Rs=[50, 100], K_start=25, C_start=1,
         Ks=[4, 25], Cs=[1, 2, 3], max_iter=300, n_iter_no_change=10, bases_iter=100, nmf_iter=200,
-        dnn_sizes=[(256, 256, 256), (1024,), (1024, 1024), (1536, 1536)], dnn_epochs=100, dnn_patience=5,
+        dnn_sizes=[(256, 256, 256), (1024,), (1024, 1024), (1536, 1536)], dnn_learning_rates=[1e-3, 3e-4],
+        dnn_epochs=100, dnn_patience=5,
         big_frames=30000,
     ),
     "quick": dict(
         train_utts=8, frames=2000, test_utts=4, folds=3,
         sparsities=[0.3, 1.0], R_start=20, Rs=[10, 20], K_start=4, C_start=1,
         Ks=[4], Cs=[1, 2], max_iter=20, n_iter_no_change=3, bases_iter=20, nmf_iter=50,
-        dnn_sizes=[(32,), (64, 64)], dnn_epochs=30, dnn_patience=3,
+        dnn_sizes=[(32,), (64, 64)], dnn_learning_rates=[1e-3], dnn_epochs=30, dnn_patience=3,
         big_frames=4000,
     ),
 }
@@ -317,21 +319,23 @@ def search_deep_nmf(X, Y, groups, cfg, bench):
 
 
 def search_dnn(X, Y, groups, cfg, bench):
-    """The DNN's size by GroupKFold CV on the training frames; epochs by early stopping."""
+    """The DNN's size and learning rate by GroupKFold CV on the training frames; epochs by early stopping."""
     start = time.perf_counter()
     estimator = _mask_dnn.MaskDNN(
         max_epochs=cfg["dnn_epochs"], n_iter_no_change=cfg["dnn_patience"], n_threads=cfg["threads"], random_state=0,
     ).set_fit_request(groups=True)
     cv, how = make_cv(cfg["folds"])
-    search = GridSearchCV(estimator, {"hidden_layer_sizes": cfg["dnn_sizes"]}, scoring=sdr_scorer, cv=cv,
+    grid = {"hidden_layer_sizes": cfg["dnn_sizes"], "learning_rate": cfg["dnn_learning_rates"]}
+    search = GridSearchCV(estimator, grid, scoring=sdr_scorer, cv=cv,
                           error_score="raise")
     search.fit(X, Y, groups=groups)
-    print(f"  DNN: hidden layers ({how}, magnitude SDR of speech; epochs by early stopping)")
-    print_search(search, ["hidden_layer_sizes"])
+    print(f"  DNN: hidden layers and learning rate ({how}, magnitude SDR of speech; epochs by early stopping)")
+    print_search(search, list(grid))
     model = search.best_estimator_
-    print(f"  DNN chosen by CV: {_short(model.hidden_layer_sizes)}, {model.n_params_:,} parameters, "
+    print(f"  DNN chosen by CV: {_short(model.hidden_layer_sizes)}, Adam learning rate {model.learning_rate:g}, "
+          f"{model.n_params_:,} parameters, "
           f"best epoch {model.best_epoch_} of {model.n_iter_}; refit in {search.refit_time_:.1f} s", flush=True)
-    bench.stage("DNN CV (size)", start)
+    bench.stage("DNN CV (size, learning rate)", start)
     return model, search.refit_time_
 
 
@@ -488,7 +492,9 @@ def print_plan(cfg):
           f"{n_sparsity * folds} fits, {n_sparsity * folds} bases")
     print(f"DeepNMF stage 2 R {cfg['Rs']}: {n_R * folds} fits, {(n_R - (cfg['R_start'] in cfg['Rs'])) * folds} new bases")
     print(f"DeepNMF stage 3 K {cfg['Ks']} x C {cfg['Cs']}: {n_KC * folds} fits, no new bases; refit: 1 fit, 1 bases")
-    print(f"DNN sizes {[_short(s) for s in cfg['dnn_sizes']]}: {len(cfg['dnn_sizes']) * folds} fits + refit, "
+    n_dnn = len(cfg["dnn_sizes"]) * len(cfg["dnn_learning_rates"])
+    print(f"DNN sizes {[_short(s) for s in cfg['dnn_sizes']]} x Adam learning rates {cfg['dnn_learning_rates']}: "
+          f"{n_dnn * folds} fits + refit, "
           f"at most {cfg['dnn_epochs']} epochs, patience {cfg['dnn_patience']}")
     print(f"then: SNMF, sklearn NMF, phase-sensitive DeepNMF and DNN, DeepNMF and DNN on {cfg['big_frames']} frames")
 
