@@ -320,3 +320,40 @@ def _resolve_image_shape(image_shape, n_nodes, name):
             f"{n_nodes} hidden units (columns of y)."
         )
     return shape
+
+
+def latent_block(graph):
+    """Split off a complete bipartite block between the first and the last nodes.
+
+    :func:`with_latent_units` connects each of the last ``L`` nodes to all of
+    the first ``V = n_nodes - L`` and to nothing else; message passing runs
+    such a block as dense ``(L, V)`` arrays (broadcasts and axis sums instead
+    of gathers and sparse products).  Any graph of that shape qualifies (a
+    star is a block with ``V = 1``).
+
+    Returns
+    -------
+    block : ndarray of shape (L, V) or None
+        Undirected edge index of edge ``(i, V + l)`` at ``[l, i]``; None if
+        the graph has no such block.
+    base : ndarray of shape (n_edges - L * V,)
+        Indices of the other edges (all edges when ``block`` is None).
+    """
+    N, edges = graph.n_nodes, graph.edges
+    everything = np.arange(graph.n_edges)
+    if graph.n_edges == 0:
+        return None, everything
+    degree = graph.degree
+    V = int(degree[N - 1])
+    L = N - V
+    in_block = edges[:, 1] >= V
+    if not (
+        0 < V < N
+        and np.all(degree[V:] == V)
+        and np.count_nonzero(in_block) == L * V
+        and np.all(edges[in_block, 0] < V)
+    ):
+        return None, everything
+    block = np.empty((L, V), dtype=np.intp)
+    block[edges[in_block, 1] - V, edges[in_block, 0]] = everything[in_block]
+    return block, everything[~in_block]

@@ -43,21 +43,36 @@ Mean-field layers without a per-edge schedule never form per-edge arrays:
 ``sum_j a_ij mu_j`` is ``A mu`` with the (sparse or dense) coupling matrix,
 and the coupling gradient is read off ``g mu^T``.  Sum-product style BP
 messages (finite ``kappa``, ``lambda > 0``) use fused in-place kernels built
-on NumPy's vectorized ``exp``/``log1p``; the remaining cases (max-product,
-``lambda = 0``, a trained lambda, ``|lambda kappa a| > 50``) call the
-reference functions of :mod:`.belief_propagation` and :mod:`.mean_field`.
+on NumPy's vectorized ``exp``/``log1p``.  Plain sum-product BP
+(``lambda = kappa = 1`` in every layer, no schedule, ``|a| <= 20``) works on
+message *ratios* ``m = e^r`` instead, where eq. (22) needs one ``exp`` per
+node and no transcendental function per edge but the ``log`` of the belief
+sums: ``m = (e^a + x) / (1 + x)`` with ``x = e^(-d) = m_(i->j) e^(-eta_j)``
+(:func:`_ratio_message`); there the edges of a latent-unit block
+(:func:`.graphs.latent_block`) are dense ``(2, n_samples, L, V)`` arrays
+(broadcasts and axis sums, no gathers), the other edges edge-major as above.
+The remaining cases (max-product, ``lambda = 0``, a
+trained lambda, ``|lambda kappa a| > 50``) call the reference functions of
+:mod:`.belief_propagation` and :mod:`.mean_field`.
 :class:`Trace` still hands out ``(n_samples, ...)`` arrays.
 """
 
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 from scipy.special import expit
 
 from .belief_propagation import bp_message, bp_message_grad
-from .graphs import Graph
+from .graphs import Graph, latent_block
 from .mean_field import mf_message, mf_message_grad
 from .power_mean import _BIG, fast_expit
+
+# Ratio-domain BP (see _ratio_message): couplings up to _RATIO_MAX in size and
+# beliefs clipped to +-_RATIO_CLIP keep x = e^(-d) within float32's normal range
+# (e^(+-80)); clipping changes sigmoid(d) by less than e^(-40).
+_RATIO_MAX = 20.0
+_RATIO_CLIP = 60.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,12 +125,13 @@ class Trace:
         self.rt_t = []  # (2E, n) scheduled messages r~^0 .. r~^K, per-edge path only
         self.r_t = []  # (2E, n) raw messages r^1 .. r^K, per-edge path only
         self.cavity_t = []  # (2E, n) BP cavity log-odds d^1 .. d^K, fast BP only
-        self.fast = {}  # fused-kernel constants by (coupling, lambda) layer content
+        self.ratio_t = []  # (x, m) per layer of the ratio-domain BP network, see _RatioLayout.split
+        self.fast = {}  # kernel constants by (coupling, lambda) layer content, work buffers
         self.complete = True  # False: only the last layer is kept (keep_trace=False)
 
     def _reset(self):
         self.complete = False
-        for name in ("eta_t", "mu_t", "mu_coupling", "rt_t", "r_t", "cavity_t"):
+        for name in ("eta_t", "mu_t", "mu_coupling", "rt_t", "r_t", "cavity_t", "ratio_t"):
             setattr(self, name, [])
 
     @property
@@ -127,8 +143,30 @@ class Trace:
         src = _indices(self._spec.graph)[0]
         return [(c[:, None] * mu[src]).T for c, mu in zip(self.mu_coupling, self.mu_t)]
 
+    def _ratio_messages(self):
+        # log m^k in the public edge order (ratio-domain BP network).
+        layout = _ratio_layout(self._spec.graph)
+        n, dtype = self.eta_t[-1].shape[1], self.eta_t[-1].dtype
+        return [
+            layout.join(None if mb is None else np.log(mb), None if mk is None else np.log(mk), n, dtype).T
+            for _, mb, _, mk in self.ratio_t
+        ]
+
+    def _per_edge_from_ratio(self):
+        """Fill the per-edge lists from a ratio-domain trace (for the reference backward)."""
+        raw = [m.T for m in self._ratio_messages()]
+        self.rt_t = [np.zeros_like(raw[0])] + raw
+        self.r_t = raw
+        self.cavity_t = [None] * len(raw)
+        self.ratio_t = []
+
     @property
     def messages(self):
+        if self.ratio_t:
+            raw = self._ratio_messages()
+            if not self.complete:
+                return raw
+            return [np.zeros_like(raw[0])] + raw
         if self.rt_t or not self.mu_t:
             return [m.T for m in self.rt_t]
         raw = self._node_level_messages()
@@ -139,6 +177,8 @@ class Trace:
 
     @property
     def raw_messages(self):
+        if self.ratio_t:
+            return self._ratio_messages()
         if self.r_t or not self.mu_t:
             return [m.T for m in self.r_t]
         return self._node_level_messages()
@@ -285,8 +325,8 @@ def _layer_key(params, k, *names):
 
 
 def _fast_constants(cache, spec, params, k, dtype, n_samples):
-    """:func:`_fast_bp` for layer ``k``, computed once per distinct (coupling, lambda)."""
-    key = _layer_key(params, k, "coupling", "lambda")
+    """:func:`_fast_bp` for layer ``k``, computed once per distinct (coupling, lambda, n_samples)."""
+    key = _layer_key(params, k, "coupling", "lambda") + (n_samples,)
     if key not in cache:
         coupling = _coupling(params, spec, k).astype(dtype, copy=False)
         cache[key] = _fast_bp(spec, _lam(params, k), coupling, n_samples)
@@ -304,7 +344,7 @@ def _row_sums(a):
 
 def _cavity(etaT, rtT, src, E, kappa, s):
     """Edge-major ``d = kappa eta[src] - s r~[reverse]`` (the reverse swaps the halves)."""
-    d = etaT[src]
+    d = np.take(etaT, src, axis=0)  # several times faster than etaT[src]
     if kappa != 1:
         d *= kappa
     if s == 1:
@@ -347,7 +387,238 @@ def _fast_bp_grad(g_r, d, c):
     return grad_coupling, t
 
 
-def forward(params, spec, X, keep_trace=True):
+class _RatioLayout:
+    """Edge layout of the ratio-domain BP network for one graph.
+
+    Directed edges split into ``base`` ones, edge-major ``(2 Eb, n)`` as in
+    the rest of the module (the reverse of edge ``e`` is ``e +- Eb``), and a
+    latent block (:func:`.graphs.latent_block`) of ``L x V`` undirected edges,
+    sample-major ``(2, n, L, V)``: ``[0]`` the messages latent ``l`` -> node
+    ``i``, ``[1]`` node ``i`` -> latent ``l``, each other's reverse.
+    """
+
+    def __init__(self, graph):
+        block, base = latent_block(graph)
+        E = graph.n_edges
+        self.E, self.Eb = E, base.shape[0]
+        self.L, self.V = (0, graph.n_nodes) if block is None else block.shape
+        # Directed-edge indices (of the 2E of graph) of each part.
+        self.base_dir = np.concatenate([base, base + E])
+        self.block_dir = None if block is None else np.stack([block + E, block])
+        edges = graph.edges[base]
+        self.base_src = np.concatenate([edges[:, 0], edges[:, 1]])
+        self.base_dst = np.concatenate([edges[:, 1], edges[:, 0]])
+        n_dir = 2 * self.Eb
+
+        def incidence(rows, dtype):
+            return sp.csr_array(
+                (np.ones(n_dir, dtype=dtype), (rows, np.arange(n_dir))), shape=(graph.n_nodes, n_dir)
+            )
+
+        self._incidence = {}
+        self.incidence = lambda which, dtype: self._incidence.setdefault(
+            (which, np.dtype(dtype).str),
+            incidence(self.base_dst if which == "dst" else self.base_src, dtype),
+        )
+
+    def split(self, per_edge):
+        """``(base, block)`` parts of a per-directed-edge vector (block ``(2, 1, L, V)``)."""
+        block = None if self.block_dir is None else per_edge[self.block_dir][:, None]
+        return per_edge[self.base_dir], block
+
+    def join(self, base, block, n_samples, dtype):
+        """Public edge-major ``(2E, n)`` array from the two parts of a message array."""
+        out = np.zeros((2 * self.E, n_samples), dtype=dtype)
+        if base is not None:
+            out[self.base_dir] = base
+        if block is not None:
+            out[self.block_dir.reshape(2, -1)] = block.reshape(2, n_samples, -1).transpose(0, 2, 1)
+        return out
+
+
+def _ratio_layout(graph):
+    return graph.cached("ratio_layout", lambda: _RatioLayout(graph))
+
+
+def _ratio_network(spec, params):
+    """Whether every layer is plain sum-product BP that the ratio domain can run."""
+    lam = params.get("lambda")
+    return (
+        spec.kind == "bp"
+        and spec.kappa == 1
+        and "schedule" not in params
+        and lam is not None
+        and bool(np.all(lam == 1))
+        and not (params["coupling"].size and np.max(np.abs(params["coupling"])) > _RATIO_MAX)
+    )
+
+
+def _ratio_constants(cache, spec, params, k, dtype, n_samples):
+    """Per-edge ``e^a`` and ``w = 1 - e^(-a)`` of layer ``k``, by part, cached by content."""
+    key = ("ratio",) + _layer_key(params, k, "coupling") + (n_samples,)
+    if key not in cache:
+        layout = _ratio_layout(spec.graph)
+        base, block = layout.split(_coupling(params, spec, k).astype(dtype, copy=False))
+        consts = {}
+        for part, a in (("base", base), ("block", block)):
+            if part == "base":  # edge-major: full arrays (see _fast_bp)
+                a = np.ascontiguousarray(np.broadcast_to(a[:, None], (a.shape[0], n_samples)))
+            consts[part] = None if a is None else (np.exp(a), -np.expm1(-a))
+        cache[key] = consts
+    return cache[key]
+
+
+def _buffer(cache, name, shape, dtype):
+    """A work array kept in ``cache`` and handed out again for the same name and shape.
+
+    Fresh arrays of a few MiB cost page faults on every layer (about as much
+    as the arithmetic on them); the ratio kernels reuse these instead.
+    """
+    key = ("buffer", name, shape, np.dtype(dtype).str)
+    if key not in cache:
+        cache[key] = np.empty(shape, dtype=dtype)
+    return cache[key]
+
+
+def _ratio_message(x, ea, out, den):
+    """Sum-product message ratio ``m = e^r = (e^a + x) / (1 + x)``, eq. (22), into ``out``.
+
+    ``x = e^(-d)`` with ``d`` the cavity log-odds; with ``p = sigmoid(d) =
+    1 / (1 + x)`` this is ``1 + p (e^a - 1)``, the ratio of
+    :func:`.belief_propagation.bp_message` at ``lambda = kappa = 1``.
+    Numerator and denominator are sums of positive terms, so ``m`` is exact
+    to a few ulp for either sign of ``a``.  ``den`` is work space.
+    """
+    np.add(x, ea, out=out)
+    np.add(x, 1, out=den)
+    return np.divide(out, den, out=out)
+
+
+def _ratio_grad(g_r, x, ea, w, t, tmp):
+    """Backward of ``r = log(_ratio_message(x, ea))``: ``(grad_coupling, grad_d)``.
+
+    ``dr/da = e^a / (e^a + x) = sigmoid(d + a)`` (summed over the samples,
+    axis 1 of edge-major ``(2E, n)`` and of block ``(2, n, L, V)`` arrays);
+    ``dr/dd = x (e^a - 1) / ((e^a + x)(1 + x))``, written with
+    ``w = 1 - e^(-a)`` as ``sigmoid(d + a) x w / (1 + x)`` (no cancellation).
+    ``grad_d`` is written into ``t``; ``tmp`` is work space.
+    """
+    np.add(x, ea, out=t)
+    np.divide(ea, t, out=t)
+    t *= g_r
+    grad_coupling = _row_sums(t) if t.ndim == 2 else np.add.reduce(t, axis=1)
+    t *= x
+    t *= w
+    np.add(x, 1, out=tmp)
+    t /= tmp
+    return grad_coupling, t
+
+
+def _ratio_forward(params, spec, XT, etaT, trace, keep_trace):
+    """The K layers of :func:`forward` in the ratio domain; returns ``eta^K`` node-major.
+
+    Layer ``k`` needs ``x = e^(-d) = m_rev e^(-eta_src)`` per edge: one ``exp``
+    per node (beliefs clipped to ``+-_RATIO_CLIP``), a gather or broadcast and
+    a product per edge; then :func:`_ratio_message` and the belief sums of
+    ``log m``.  Without ``keep_trace`` every per-edge array is a reused buffer
+    (two for the messages, used in turn).
+    """
+    layout = _ratio_layout(spec.graph)
+    Eb, L, V = layout.Eb, layout.L, layout.V
+    dtype, n = etaT.dtype, XT.shape[1]
+    cache = trace.fast
+    S_dst = layout.incidence("dst", dtype)
+    base_shape, block_shape = (2 * Eb, n), (2, n, L, V)
+
+    def kept(name, shape, k):
+        # Arrays the backward pass reads are fresh per layer when kept.
+        return np.empty(shape, dtype=dtype) if keep_trace else _buffer(cache, f"{name}{k % 2}", shape, dtype)
+
+    m_base = m_block = None  # messages of the previous layer (r~^0 = 0: m = 1)
+    for k in range(spec.n_layers):
+        consts = _ratio_constants(cache, spec, params, k, dtype, n)
+        b = np.clip(etaT, -_RATIO_CLIP, _RATIO_CLIP)
+        np.negative(b, out=b)
+        np.exp(b, out=b)
+        etaT = _layer_field_t(params, k, XT, dtype)
+        x_base = x_block = None
+        if Eb:
+            x_base = np.take(b, layout.base_src, axis=0, out=kept("x_base", base_shape, 0))
+            if m_base is not None:
+                x_base[:Eb] *= m_base[Eb:]
+                x_base[Eb:] *= m_base[:Eb]
+            work = _buffer(cache, "work_base", base_shape, dtype)
+            m_base = _ratio_message(x_base, consts["base"][0], kept("m_base", base_shape, k), work)
+            etaT += S_dst @ np.log(m_base, out=work)
+        if L:
+            bT = np.ascontiguousarray(b.T)
+            b_latent, b_node = bT[:, V:, None], bT[:, None, :V]
+            x_block = kept("x_block", block_shape, 0)
+            if m_block is None:
+                x_block[0] = b_latent
+                x_block[1] = b_node
+            else:
+                np.multiply(m_block[1], b_latent, out=x_block[0])
+                np.multiply(m_block[0], b_node, out=x_block[1])
+            work = _buffer(cache, "work_block", block_shape, dtype)
+            m_block = _ratio_message(x_block, consts["block"][0], kept("m_block", block_shape, k), work)
+            r_block = np.log(m_block, out=work)
+            etaT[:V] += np.add.reduce(r_block[0], axis=1).T
+            etaT[V:] += np.add.reduce(r_block[1], axis=2).T
+        if not keep_trace:
+            trace._reset()
+        trace.eta_t.append(etaT)
+        trace.ratio_t.append((x_base, m_base, x_block, m_block))
+    return etaT
+
+
+def _ratio_backward(params, spec, XT, trace, g_eta, grads):
+    """:func:`backward` through :func:`_ratio_forward` (lambda fixed)."""
+    layout = _ratio_layout(spec.graph)
+    E, Eb, L, V = layout.E, layout.Eb, layout.L, layout.V
+    dtype, n = g_eta.dtype, XT.shape[1]
+    cache = trace.fast
+    S_src = layout.incidence("src", dtype)
+    base_shape, block_shape = (2 * Eb, n), (2, n, L, V)
+    g_base = g_block = None  # d loss / d log m of the layer above, None while zero
+    for k in range(spec.n_layers - 1, -1, -1):
+        _field_grad(grads, params, k, XT, g_eta)
+        consts = _ratio_constants(cache, spec, params, k, dtype, n)
+        x_base, _, x_block, _ = trace.ratio_t[k]
+        g_a = np.empty(2 * E, dtype=dtype)
+        g_prev = np.zeros_like(g_eta)
+        if Eb:
+            g_r = np.take(g_eta, layout.base_dst, axis=0, out=_buffer(cache, "g_r_base", base_shape, dtype))
+            if g_base is not None:
+                g_r += g_base
+            g_d = _buffer(cache, f"g_d_base{k % 2}", base_shape, dtype)
+            tmp = _buffer(cache, "work_base", base_shape, dtype)
+            g_a[layout.base_dir], g_d = _ratio_grad(g_r, x_base, *consts["base"], g_d, tmp)
+            g_prev += S_src @ g_d
+            # d x / d log m_rev = x: the reverse message gets -dr/dd (halves swapped).
+            g_base = _buffer(cache, "g_rev_base", base_shape, dtype)
+            np.negative(g_d[Eb:], out=g_base[:Eb])
+            np.negative(g_d[:Eb], out=g_base[Eb:])
+        if L:
+            gT = np.ascontiguousarray(g_eta.T)
+            g_r = _buffer(cache, "g_r_block", block_shape, dtype)
+            g_r[0] = gT[:, None, :V]
+            g_r[1] = gT[:, V:, None]
+            if g_block is not None:
+                g_r += g_block
+            g_d = _buffer(cache, f"g_d_block{k % 2}", block_shape, dtype)
+            tmp = _buffer(cache, "work_block", block_shape, dtype)
+            g_a[layout.block_dir], g_d = _ratio_grad(g_r, x_block, *consts["block"], g_d, tmp)
+            g_prev[:V] += np.add.reduce(g_d[1], axis=1).T
+            g_prev[V:] += np.add.reduce(g_d[0], axis=2).T
+            g_block = np.negative(g_d, out=g_d)[::-1]
+        grads["coupling"][_at(params["coupling"], k)] += (g_a[:E] + g_a[E:]) if spec.symmetric else g_a
+        g_eta = g_prev
+    _field_grad(grads, params, 0, XT, g_eta)
+    return grads
+
+
+def forward(params, spec, X, keep_trace=True, cache=None):
     """Run the K unfolded layers.
 
     Parameters
@@ -360,6 +631,11 @@ def forward(params, spec, X, keep_trace=True):
     keep_trace : bool, default=True
         Keep every layer's beliefs and messages (needed by :func:`backward`);
         inference only needs the last ones.
+    cache : dict or None, default=None
+        Where to keep the per-edge constants and work buffers of the BP
+        kernels, to share them between calls with the same parameters (the
+        chunks of one prediction).  The trace of a call with ``keep_trace=False``
+        then holds buffers that the next call overwrites.
 
     Returns
     -------
@@ -375,6 +651,8 @@ def forward(params, spec, X, keep_trace=True):
     dtype = layer_field(params, 0, X[:0]).dtype
     etaT = _layer_field_t(params, 0, XT, dtype)
     trace = Trace(spec)
+    if cache is not None:
+        trace.fast = cache
     trace.eta_t.append(etaT)
     node_level = _node_level(spec, params)
     if node_level:
@@ -394,6 +672,8 @@ def forward(params, spec, X, keep_trace=True):
             trace.mu_coupling.append(c)
             trace.eta_t.append(etaT)
         return etaT.T, trace
+    if _ratio_network(spec, params):
+        return _ratio_forward(params, spec, XT, etaT, trace, keep_trace).T, trace
     S_dst = g.node_edge_matrix("dst", dtype)
     rtT = np.zeros((2 * E, X.shape[0]), dtype=dtype)
     trace.rt_t.append(rtT)
@@ -407,7 +687,7 @@ def forward(params, spec, X, keep_trace=True):
             r = _fast_bp_message(d, fast)
         else:
             rho_rev = rtT[rev].T if spec.kind == "bp" else None
-            r = _message(spec, coupling, etaT[src].T, rho_rev, lam).T
+            r = _message(spec, coupling, np.take(etaT, src, axis=0).T, rho_rev, lam).T
         alpha = _alpha(params, k)
         if alpha is not None:
             alpha = alpha[:, None]
@@ -477,6 +757,10 @@ def backward(params, spec, X, trace, grad_eta, need_lambda=True):
             g_eta = back
         _field_grad(grads, params, 0, XT, g_eta)
         return grads
+    if trace.ratio_t:
+        if not need_lambda:
+            return _ratio_backward(params, spec, XT, trace, g_eta, grads)
+        trace._per_edge_from_ratio()
     S_src = g.node_edge_matrix("src", dtype)
     g_rt = None  # d loss / d r~^k, None while it is zero
     for k in range(spec.n_layers - 1, -1, -1):

@@ -150,8 +150,9 @@ def predict_log_odds(params, spec, X, batch_size=None):
     """
     if batch_size is None:
         batch_size = _auto_batch_size(spec, params)
+    cache = {}  # per-edge kernel constants and work buffers, shared by the chunks
     parts = [
-        forward(params, spec, X[i : i + batch_size], keep_trace=False)[0]
+        forward(params, spec, X[i : i + batch_size], keep_trace=False, cache=cache)[0]
         for i in range(0, X.shape[0], batch_size)
     ]
     if not parts:
