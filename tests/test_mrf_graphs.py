@@ -124,3 +124,32 @@ def test_latent_units_connect_to_every_node_and_not_to_each_other():
     expected = {(0, 1), (1, 2)} | {(i, m) for i in range(3) for m in (3, 4)}
     assert _edge_set(g) == expected
     assert _edge_set(with_latent_units(chain_graph(3), 0)) == {(0, 1), (1, 2)}
+
+
+def test_latent_block_splits_off_the_latent_units():
+    # The block of with_latent_units: edge (i, V + l) at [l, i]; the rest is the base graph.
+    from sklearn_unfold._mrf.graphs import latent_block
+
+    base_graph = grid_graph((2, 3))
+    graph = with_latent_units(base_graph, 2)
+    block, base = latent_block(graph)
+    assert block.shape == (2, 6)
+    for l in range(2):
+        for i in range(6):
+            assert tuple(graph.edges[block[l, i]]) == (i, 6 + l)
+    assert _edge_set(base_graph) == {tuple(e) for e in graph.edges[base].tolist()}
+    assert sorted(np.concatenate([block.ravel(), base]).tolist()) == list(range(graph.n_edges))
+    # A star is a block with one visible node; a full graph splits off its last node.
+    star = graph_from_adjacency(_star(5), 5)
+    assert latent_block(star)[0].shape == (4, 1)
+    assert latent_block(full_graph(4))[0].shape == (1, 3)
+    # No block: a grid, an empty graph.
+    for other in (grid_graph((3, 3)), empty_graph(4), chain_graph(4)):
+        block, base = latent_block(other)
+        assert block is None and base.tolist() == list(range(other.n_edges))
+
+
+def _star(n):
+    A = np.zeros((n, n))
+    A[0, 1:] = A[1:, 0] = 1
+    return A

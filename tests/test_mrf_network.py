@@ -408,3 +408,106 @@ def test_fitted_style_repeated_layers_equal_tied_ones():
         ref = field(k) + graph.sum_incoming(rt)
     np.testing.assert_allclose(eta, ref, rtol=1e-12)
     assert np.max(np.abs(eta - forward(tied, spec, X)[0])) > 1e-3
+
+
+# -- ratio-domain sum-product BP (issue 13, goal 5) ----------------------------
+def _latent_spec(n_layers=3, symmetric=True, n_latent=2):
+    from sklearn_unfold._mrf.graphs import with_latent_units
+
+    return NetworkSpec(with_latent_units(grid_graph((2, 3)), n_latent), n_layers, kind="bp",
+                       symmetric=symmetric)
+
+
+def _reference_bp(params, spec, X):
+    """Layer by layer with the per-edge message function, in the public edge order."""
+    from sklearn_unfold._mrf.belief_propagation import bp_message
+    from sklearn_unfold._mrf.network import layer_field
+
+    graph, K = spec.graph, spec.n_layers
+    eta = layer_field(params, 0, X)
+    rt = np.zeros((X.shape[0], 2 * graph.n_edges))
+    messages = []
+    for k in range(K):
+        c = params["coupling"][k if params["coupling"].shape[0] > 1 else 0]
+        c = np.concatenate([c, c]) if spec.symmetric else c
+        rt = bp_message(c, eta[:, graph.src], rt[:, graph.reverse], 1.0)
+        eta = layer_field(params, k, X) + graph.sum_incoming(rt)
+        messages.append(rt)
+    return eta, messages
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("tied", [(), ("coupling",)])
+def test_ratio_network_equals_per_edge_reference(symmetric, tied):
+    # Latent block and base edges, both coupling signs, beliefs past the clip (+-60).
+    rng = np.random.RandomState(15)
+    spec = _latent_spec(symmetric=symmetric)
+    params = init_params(spec, 6, observation="local+dense", tied=tied, lambdas=np.ones(1),
+                         random_state=rng)
+    params["coupling"] = 3 * rng.randn(*params["coupling"].shape)
+    params["local"] *= 40
+    X = rng.randn(5, 6)
+    eta, trace = forward(params, spec, X)
+    ref, messages = _reference_bp(params, spec, X)
+    assert trace.ratio_t  # the ratio-domain network ran
+    np.testing.assert_allclose(eta, ref, rtol=1e-10, atol=1e-10)
+    for got, want in zip(trace.messages[1:], messages):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(trace.messages[0], 0.0)
+    # float32 agrees with the float64 reference to float32 rounding.
+    p32 = {key: value.astype(np.float32) for key, value in params.items()}
+    eta32 = forward(p32, spec, X.astype(np.float32))[0]
+    assert eta32.dtype == np.float32
+    np.testing.assert_allclose(eta32, ref, rtol=1e-5, atol=1e-5 * np.max(np.abs(ref)))
+
+
+def test_ratio_network_only_for_plain_sum_product():
+    # Large couplings, another lambda or a schedule take the log-domain kernels.
+    rng = np.random.RandomState(16)
+    spec = _latent_spec()
+    params = init_params(spec, 6, observation="local", lambdas=np.ones(1), random_state=rng)
+    X = rng.randn(3, 6)
+    assert forward(params, spec, X)[1].ratio_t
+    big = {**params, "coupling": params["coupling"] + 25.0}
+    eta, trace = forward(big, spec, X)
+    assert not trace.ratio_t
+    np.testing.assert_allclose(eta, _reference_bp(big, spec, X)[0], rtol=1e-10)
+    for other in ({**params, "lambda": np.array([0.9])}, {**params, "schedule": np.zeros((1, 1))}):
+        assert not forward(other, spec, X)[1].ratio_t
+
+
+@pytest.mark.parametrize("symmetric, tied", [(True, ("coupling",)), (False, ())])
+def test_ratio_network_gradients_match_finite_differences(symmetric, tied):
+    rng = np.random.RandomState(17)
+    spec = _latent_spec(symmetric=symmetric)
+    params = init_params(spec, 6, observation="local+dense", tied=tied, lambdas=np.ones(1),
+                         random_state=rng)
+    for key in params:
+        if key != "lambda":
+            params[key] += 0.5 * rng.randn(*params[key].shape)
+    X = rng.randn(4, 6)
+    Y = (rng.rand(4, 6) > 0.5).astype(float)
+    assert forward(params, spec, X)[1].ratio_t
+    _check_gradients_fixed_lambda(params, spec, X, Y)
+    # need_lambda=True: the reference backward on the same trace, lambda included.
+    _, fast = loss_and_grad(params, spec, X, Y, need_lambda=False)
+    _, full = loss_and_grad(params, spec, X, Y, need_lambda=True)
+    for key in params:
+        if key != "lambda":
+            np.testing.assert_allclose(fast[key], full[key], rtol=1e-10, atol=1e-13)
+    _check_gradients(params, spec, X, Y)
+
+
+def test_ratio_network_chunks_share_buffers():
+    # predict_log_odds reuses constants and work buffers across chunks: same result.
+    from sklearn_unfold._mrf.training import predict_log_odds
+
+    rng = np.random.RandomState(18)
+    spec = _latent_spec(n_layers=4)
+    params = init_params(spec, 6, observation="local", lambdas=np.ones(1), random_state=rng)
+    params["coupling"] += rng.randn(*params["coupling"].shape)
+    X = rng.randn(23, 6)
+    whole = forward(params, spec, X)[0]
+    for batch_size in (1, 4, 7, 23):
+        np.testing.assert_allclose(predict_log_odds(params, spec, X, batch_size=batch_size), whole,
+                                   rtol=1e-12, atol=1e-12)
