@@ -125,8 +125,9 @@ class Trace:
         self.rt_t = []  # (2E, n) scheduled messages r~^0 .. r~^K, per-edge path only
         self.r_t = []  # (2E, n) raw messages r^1 .. r^K, per-edge path only
         self.cavity_t = []  # (2E, n) BP cavity log-odds d^1 .. d^K, fast BP only
-        self.ratio_t = []  # (x, m) per layer of the ratio-domain BP network, see _RatioLayout.split
-        self.fast = {}  # kernel constants by (coupling, lambda) layer content, work buffers
+        self.ratio_t = []  # ratio-domain BP: (m, local) of the base edges and of the block, per layer
+        self.fast = {}  # kernel constants by (coupling, lambda) layer content
+        self.buffers = {}  # reusable work arrays, see _buffer
         self.complete = True  # False: only the last layer is kept (keep_trace=False)
 
     def _reset(self):
@@ -149,7 +150,7 @@ class Trace:
         n, dtype = self.eta_t[-1].shape[1], self.eta_t[-1].dtype
         return [
             layout.join(None if mb is None else np.log(mb), None if mk is None else np.log(mk), n, dtype).T
-            for _, mb, _, mk in self.ratio_t
+            for mb, _, mk, _ in self.ratio_t
         ]
 
     def _per_edge_from_ratio(self):
@@ -468,49 +469,58 @@ def _ratio_constants(cache, spec, params, k, dtype, n_samples):
     return cache[key]
 
 
-def _buffer(cache, name, shape, dtype):
-    """A work array kept in ``cache`` and handed out again for the same name and shape.
+def _buffer(buffers, name, shape, dtype):
+    """A work array kept in ``buffers`` and handed out again for the same name and shape.
 
-    Fresh arrays of a few MiB cost page faults on every layer (about as much
-    as the arithmetic on them); the ratio kernels reuse these instead.
+    Fresh arrays of a few MiB cost page faults every time (about as much as
+    the arithmetic on them); the ratio kernels reuse these instead, across
+    layers and, when the caller passes the same ``buffers``, across calls.
     """
-    key = ("buffer", name, shape, np.dtype(dtype).str)
-    if key not in cache:
-        cache[key] = np.empty(shape, dtype=dtype)
-    return cache[key]
+    key = (name, shape, np.dtype(dtype).str)
+    if key not in buffers:
+        buffers[key] = np.empty(shape, dtype=dtype)
+    return buffers[key]
 
 
-def _ratio_message(x, ea, out, den):
-    """Sum-product message ratio ``m = e^r = (e^a + x) / (1 + x)``, eq. (22), into ``out``.
+def _ratio_message(x, ea, w, work, m, local=None):
+    """Sum-product message ratio ``m = e^r = (e^a + x) / (1 + x)``, eq. (22), into ``m``.
 
     ``x = e^(-d)`` with ``d`` the cavity log-odds; with ``p = sigmoid(d) =
     1 / (1 + x)`` this is ``1 + p (e^a - 1)``, the ratio of
     :func:`.belief_propagation.bp_message` at ``lambda = kappa = 1``.
     Numerator and denominator are sums of positive terms, so ``m`` is exact
-    to a few ulp for either sign of ``a``.  ``den`` is work space.
+    to a few ulp for either sign of ``a``.  ``work`` is work space.
+
+    With ``local``, a pair of arrays like ``x``, also writes there what the
+    backward pass needs and returns it (else None):
+    ``dr/da = e^a / (e^a + x) = sigmoid(d + a)`` and ``u = w x / (1 + x)``
+    with ``w = 1 - e^(-a)``, so that ``dr/dd = x (e^a - 1) / ((e^a + x)(1 + x))
+    = (dr/da) u`` (no cancellation).
     """
-    np.add(x, ea, out=out)
-    np.add(x, 1, out=den)
-    return np.divide(out, den, out=out)
+    den = np.add(x, 1, out=work)
+    if local is None:
+        np.add(x, ea, out=m)
+        return np.divide(m, den, out=m), None
+    dr_da, u = local
+    np.add(x, ea, out=dr_da)
+    np.divide(dr_da, den, out=m)
+    np.divide(ea, dr_da, out=dr_da)
+    np.divide(x, den, out=u)
+    u *= w
+    return m, local
 
 
-def _ratio_grad(g_r, x, ea, w, t, tmp):
-    """Backward of ``r = log(_ratio_message(x, ea))``: ``(grad_coupling, grad_d)``.
+def _ratio_grad(g_r, local, t):
+    """``(grad_coupling, grad_d)`` of a ratio-domain layer from :func:`_ratio_message`'s ``local``.
 
-    ``dr/da = e^a / (e^a + x) = sigmoid(d + a)`` (summed over the samples,
-    axis 1 of edge-major ``(2E, n)`` and of block ``(2, n, L, V)`` arrays);
-    ``dr/dd = x (e^a - 1) / ((e^a + x)(1 + x))``, written with
-    ``w = 1 - e^(-a)`` as ``sigmoid(d + a) x w / (1 + x)`` (no cancellation).
-    ``grad_d`` is written into ``t``; ``tmp`` is work space.
+    Coupling gradients are summed over the samples, axis 1 of edge-major
+    ``(2E, n)`` and of block ``(2, n, L, V)`` arrays; ``grad_d`` is written
+    into ``t``.
     """
-    np.add(x, ea, out=t)
-    np.divide(ea, t, out=t)
-    t *= g_r
+    dr_da, u = local
+    np.multiply(g_r, dr_da, out=t)
     grad_coupling = _row_sums(t) if t.ndim == 2 else np.add.reduce(t, axis=1)
-    t *= x
-    t *= w
-    np.add(x, 1, out=tmp)
-    t /= tmp
+    t *= u
     return grad_coupling, t
 
 
@@ -520,105 +530,110 @@ def _ratio_forward(params, spec, XT, etaT, trace, keep_trace):
     Layer ``k`` needs ``x = e^(-d) = m_rev e^(-eta_src)`` per edge: one ``exp``
     per node (beliefs clipped to ``+-_RATIO_CLIP``), a gather or broadcast and
     a product per edge; then :func:`_ratio_message` and the belief sums of
-    ``log m``.  Without ``keep_trace`` every per-edge array is a reused buffer
-    (two for the messages, used in turn).
+    ``log m``.  Every per-edge array is a buffer of ``trace.buffers``: per
+    layer what the backward pass reads, two messages used in turn without
+    ``keep_trace``.
     """
     layout = _ratio_layout(spec.graph)
     Eb, L, V = layout.Eb, layout.L, layout.V
     dtype, n = etaT.dtype, XT.shape[1]
-    cache = trace.fast
     S_dst = layout.incidence("dst", dtype)
     base_shape, block_shape = (2 * Eb, n), (2, n, L, V)
 
-    def kept(name, shape, k):
-        # Arrays the backward pass reads are fresh per layer when kept.
-        return np.empty(shape, dtype=dtype) if keep_trace else _buffer(cache, f"{name}{k % 2}", shape, dtype)
+    def buffer(name, shape):
+        return _buffer(trace.buffers, name, shape, dtype)
+
+    def layer_arrays(part, shape, k):
+        # (messages, local derivatives or None) of layer k
+        if not keep_trace:
+            return buffer(f"m_{part}{k % 2}", shape), None
+        return buffer(f"m_{part}{k}", shape), (buffer(f"dr_da_{part}{k}", shape), buffer(f"u_{part}{k}", shape))
 
     m_base = m_block = None  # messages of the previous layer (r~^0 = 0: m = 1)
     for k in range(spec.n_layers):
-        consts = _ratio_constants(cache, spec, params, k, dtype, n)
+        consts = _ratio_constants(trace.fast, spec, params, k, dtype, n)
         b = np.clip(etaT, -_RATIO_CLIP, _RATIO_CLIP)
         np.negative(b, out=b)
         np.exp(b, out=b)
         etaT = _layer_field_t(params, k, XT, dtype)
-        x_base = x_block = None
+        local_base = local_block = None
         if Eb:
-            x_base = np.take(b, layout.base_src, axis=0, out=kept("x_base", base_shape, 0))
+            x = np.take(b, layout.base_src, axis=0, out=buffer("x_base", base_shape))
             if m_base is not None:
-                x_base[:Eb] *= m_base[Eb:]
-                x_base[Eb:] *= m_base[:Eb]
-            work = _buffer(cache, "work_base", base_shape, dtype)
-            m_base = _ratio_message(x_base, consts["base"][0], kept("m_base", base_shape, k), work)
+                x[:Eb] *= m_base[Eb:]
+                x[Eb:] *= m_base[:Eb]
+            work = buffer("work_base", base_shape)
+            m_base, local_base = _ratio_message(x, *consts["base"], work, *layer_arrays("base", base_shape, k))
             etaT += S_dst @ np.log(m_base, out=work)
         if L:
             bT = np.ascontiguousarray(b.T)
             b_latent, b_node = bT[:, V:, None], bT[:, None, :V]
-            x_block = kept("x_block", block_shape, 0)
+            x = buffer("x_block", block_shape)
             if m_block is None:
-                x_block[0] = b_latent
-                x_block[1] = b_node
+                x[0] = b_latent
+                x[1] = b_node
             else:
-                np.multiply(m_block[1], b_latent, out=x_block[0])
-                np.multiply(m_block[0], b_node, out=x_block[1])
-            work = _buffer(cache, "work_block", block_shape, dtype)
-            m_block = _ratio_message(x_block, consts["block"][0], kept("m_block", block_shape, k), work)
+                np.multiply(m_block[1], b_latent, out=x[0])
+                np.multiply(m_block[0], b_node, out=x[1])
+            work = buffer("work_block", block_shape)
+            m_block, local_block = _ratio_message(x, *consts["block"], work, *layer_arrays("block", block_shape, k))
             r_block = np.log(m_block, out=work)
             etaT[:V] += np.add.reduce(r_block[0], axis=1).T
             etaT[V:] += np.add.reduce(r_block[1], axis=2).T
         if not keep_trace:
             trace._reset()
         trace.eta_t.append(etaT)
-        trace.ratio_t.append((x_base, m_base, x_block, m_block))
+        trace.ratio_t.append((m_base, local_base, m_block, local_block))
     return etaT
 
 
 def _ratio_backward(params, spec, XT, trace, g_eta, grads):
-    """:func:`backward` through :func:`_ratio_forward` (lambda fixed)."""
+    """:func:`backward` through :func:`_ratio_forward` (lambda fixed).
+
+    ``d r / d log m_rev = -dr/dd``: the reverse message of the layer below
+    gets ``-grad_d``, subtracted where that layer's ``g_r`` is formed.
+    """
     layout = _ratio_layout(spec.graph)
     E, Eb, L, V = layout.E, layout.Eb, layout.L, layout.V
     dtype, n = g_eta.dtype, XT.shape[1]
-    cache = trace.fast
+    buffers = trace.buffers
     S_src = layout.incidence("src", dtype)
     base_shape, block_shape = (2 * Eb, n), (2, n, L, V)
-    g_base = g_block = None  # d loss / d log m of the layer above, None while zero
+    d_base = d_block = None  # grad_d of the layer above, None while zero
     for k in range(spec.n_layers - 1, -1, -1):
         _field_grad(grads, params, k, XT, g_eta)
-        consts = _ratio_constants(cache, spec, params, k, dtype, n)
-        x_base, _, x_block, _ = trace.ratio_t[k]
+        _, local_base, _, local_block = trace.ratio_t[k]
         g_a = np.empty(2 * E, dtype=dtype)
         g_prev = np.zeros_like(g_eta)
         if Eb:
-            g_r = np.take(g_eta, layout.base_dst, axis=0, out=_buffer(cache, "g_r_base", base_shape, dtype))
-            if g_base is not None:
-                g_r += g_base
-            g_d = _buffer(cache, f"g_d_base{k % 2}", base_shape, dtype)
-            tmp = _buffer(cache, "work_base", base_shape, dtype)
-            g_a[layout.base_dir], g_d = _ratio_grad(g_r, x_base, *consts["base"], g_d, tmp)
-            g_prev += S_src @ g_d
-            # d x / d log m_rev = x: the reverse message gets -dr/dd (halves swapped).
-            g_base = _buffer(cache, "g_rev_base", base_shape, dtype)
-            np.negative(g_d[Eb:], out=g_base[:Eb])
-            np.negative(g_d[:Eb], out=g_base[Eb:])
+            g_r = np.take(g_eta, layout.base_dst, axis=0, out=_buffer(buffers, "g_r_base", base_shape, dtype))
+            if d_base is not None:
+                g_r[:Eb] -= d_base[Eb:]
+                g_r[Eb:] -= d_base[:Eb]
+            t = _buffer(buffers, f"g_d_base{k % 2}", base_shape, dtype)
+            g_a[layout.base_dir], d_base = _ratio_grad(g_r, local_base, t)
+            g_prev += S_src @ d_base
         if L:
             gT = np.ascontiguousarray(g_eta.T)
-            g_r = _buffer(cache, "g_r_block", block_shape, dtype)
-            g_r[0] = gT[:, None, :V]
-            g_r[1] = gT[:, V:, None]
-            if g_block is not None:
-                g_r += g_block
-            g_d = _buffer(cache, f"g_d_block{k % 2}", block_shape, dtype)
-            tmp = _buffer(cache, "work_block", block_shape, dtype)
-            g_a[layout.block_dir], g_d = _ratio_grad(g_r, x_block, *consts["block"], g_d, tmp)
-            g_prev[:V] += np.add.reduce(g_d[1], axis=1).T
-            g_prev[V:] += np.add.reduce(g_d[0], axis=2).T
-            g_block = np.negative(g_d, out=g_d)[::-1]
+            g_node, g_latent = gT[:, None, :V], gT[:, V:, None]
+            g_r = _buffer(buffers, "g_r_block", block_shape, dtype)
+            if d_block is None:
+                g_r[0] = g_node
+                g_r[1] = g_latent
+            else:
+                np.subtract(g_node, d_block[1], out=g_r[0])
+                np.subtract(g_latent, d_block[0], out=g_r[1])
+            t = _buffer(buffers, f"g_d_block{k % 2}", block_shape, dtype)
+            g_a[layout.block_dir], d_block = _ratio_grad(g_r, local_block, t)
+            g_prev[:V] += np.add.reduce(d_block[1], axis=1).T
+            g_prev[V:] += np.add.reduce(d_block[0], axis=2).T
         grads["coupling"][_at(params["coupling"], k)] += (g_a[:E] + g_a[E:]) if spec.symmetric else g_a
         g_eta = g_prev
     _field_grad(grads, params, 0, XT, g_eta)
     return grads
 
 
-def forward(params, spec, X, keep_trace=True, cache=None):
+def forward(params, spec, X, keep_trace=True, buffers=None):
     """Run the K unfolded layers.
 
     Parameters
@@ -631,11 +646,10 @@ def forward(params, spec, X, keep_trace=True, cache=None):
     keep_trace : bool, default=True
         Keep every layer's beliefs and messages (needed by :func:`backward`);
         inference only needs the last ones.
-    cache : dict or None, default=None
-        Where to keep the per-edge constants and work buffers of the BP
-        kernels, to share them between calls with the same parameters (the
-        chunks of one prediction).  The trace of a call with ``keep_trace=False``
-        then holds buffers that the next call overwrites.
+    buffers : dict or None, default=None
+        Work arrays of the ratio-domain BP kernels to reuse across calls (the
+        chunks of a prediction, the mini-batches of a fit).  The trace then
+        holds arrays that the next call with the same ``buffers`` overwrites.
 
     Returns
     -------
@@ -651,8 +665,8 @@ def forward(params, spec, X, keep_trace=True, cache=None):
     dtype = layer_field(params, 0, X[:0]).dtype
     etaT = _layer_field_t(params, 0, XT, dtype)
     trace = Trace(spec)
-    if cache is not None:
-        trace.fast = cache
+    if buffers is not None:
+        trace.buffers = buffers
     trace.eta_t.append(etaT)
     node_level = _node_level(spec, params)
     if node_level:

@@ -104,18 +104,19 @@ def cross_entropy(eta, Y):
     return loss, (expit(eta) - Y) / n
 
 
-def loss_and_grad(params, spec, X, Y, *, l2=0.0, need_lambda=True):
+def loss_and_grad(params, spec, X, Y, *, l2=0.0, need_lambda=True, buffers=None):
     """Training objective and its gradient with respect to every parameter.
 
     The loss covers the first ``Y.shape[1]`` hidden units; any further ones are
     latent.  ``need_lambda=False`` leaves the gradient with respect to lambda at 0.
+    ``buffers``: work arrays reused from call to call (see :func:`.network.forward`).
 
     Returns
     -------
     loss : float
     grads : dict of ndarray
     """
-    eta, trace = forward(params, spec, X)
+    eta, trace = forward(params, spec, X, buffers=buffers)
     # Only the first Y.shape[1] units are labelled; the rest are latent.
     n_out = Y.shape[1]
     loss, grad_out = cross_entropy(eta[:, :n_out], Y)
@@ -150,9 +151,9 @@ def predict_log_odds(params, spec, X, batch_size=None):
     """
     if batch_size is None:
         batch_size = _auto_batch_size(spec, params)
-    cache = {}  # per-edge kernel constants and work buffers, shared by the chunks
+    buffers = {}  # work arrays shared by the chunks
     parts = [
-        forward(params, spec, X[i : i + batch_size], keep_trace=False, cache=cache)[0]
+        forward(params, spec, X[i : i + batch_size], keep_trace=False, buffers=buffers)[0]
         for i in range(0, X.shape[0], batch_size)
     ]
     if not parts:
@@ -247,6 +248,7 @@ def fit_network(
     batch_size = int(min(max(batch_size, 1), n))
     optimizer = Adam(params, trainable, learning_rate)
     need_lambda = "lambda" in trainable
+    buffers = {}  # the network's work arrays, reused by every mini-batch
 
     def copy(p):
         return {key: value.copy() for key, value in p.items()}
@@ -275,7 +277,7 @@ def fit_network(
                 idx = order[i : i + batch_size]
                 # Through the module, so that tests can inject faults there.
                 loss, grads = loss_and_grad(
-                    params, spec, X[idx], Y[idx], l2=l2, need_lambda=need_lambda
+                    params, spec, X[idx], Y[idx], l2=l2, need_lambda=need_lambda, buffers=buffers
                 )
                 optimizer.step(params, grads)
                 total += loss * idx.size
