@@ -74,6 +74,15 @@ def _timed(f):
     return out, time.perf_counter() - w, time.process_time() - c
 
 
+def time_predict(predict, X, repeats):
+    """Best of ``repeats`` calls ``predict(X)``: ``(prediction, images/s wall, images/s CPU)``."""
+    best_wall = best_cpu = np.inf
+    for _ in range(repeats):
+        pred, wall, cpu = _timed(lambda: predict(X))
+        best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
+    return pred, X.shape[0] / best_wall, X.shape[0] / max(best_cpu, 1e-9)
+
+
 def _from_mrf():
     """Names of :mod:`sklearn_unfold.unfolded_mrf` bound to ``sklearn_unfold._mrf`` modules or objects."""
     found = {}
@@ -153,10 +162,7 @@ def time_estimator(cls, data, epochs, n_latent, repeats, names=None):
     with _Patched(names), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         _, fit_wall, fit_cpu = _timed(lambda: est.fit(X_train, Y_train))
-        best_wall = best_cpu = np.inf
-        for _ in range(repeats):
-            pred, wall, cpu = _timed(lambda: est.predict(X_test))
-            best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
+        pred, images_per_s, images_per_s_cpu = time_predict(est.predict, X_test, repeats)
         proba = est.predict_proba(X_test)
     return {
         "fit_seconds": fit_wall,
@@ -164,8 +170,8 @@ def time_estimator(cls, data, epochs, n_latent, repeats, names=None):
         "epochs": est.n_iter_,
         "epoch_seconds": fit_wall / est.n_iter_,
         "epoch_cpu_seconds": fit_cpu / est.n_iter_,
-        "images_per_s": X_test.shape[0] / best_wall,
-        "images_per_s_cpu": X_test.shape[0] / max(best_cpu, 1e-9),
+        "images_per_s": images_per_s,
+        "images_per_s_cpu": images_per_s_cpu,
         "test_error": float(np.mean(pred != Y_test)),
         "_proba": proba,
     }
@@ -177,14 +183,8 @@ def time_mlp(data, repeats, hidden=512):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         mlp.fit(X_train, Y_train)
-    best_wall = best_cpu = np.inf
-    for _ in range(repeats):
-        _, wall, cpu = _timed(lambda: mlp.predict(X_test))
-        best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
-    return {
-        "images_per_s": X_test.shape[0] / best_wall,
-        "images_per_s_cpu": X_test.shape[0] / max(best_cpu, 1e-9),
-    }
+    _, images_per_s, images_per_s_cpu = time_predict(mlp.predict, X_test, repeats)
+    return {"images_per_s": images_per_s, "images_per_s_cpu": images_per_s_cpu}
 
 
 def run(quick=False, threads=1, epochs=None, n_latents=(0,), repeats=None, baseline=None,

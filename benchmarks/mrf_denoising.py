@@ -38,6 +38,16 @@ Learned models train on float32 inputs and hold out 10% of the training set
 for early stopping.  Columns: test pixel error (%), number of trained
 parameters, fit time (s), test images per second at prediction.
 
+Speed (issue 13, goal 5: prediction >= 10 000 images/s and fit <= 60 s for
+K = 10 on 16x16 images), a second table: the recipe ``UnfoldedMeanField`` and
+``UnfoldedBP`` with K = 10 and ``MLPClassifier`` (512) for reference, on the
+16x16 data (``--upsample 2``) at p = 0.2, one BLAS/OpenMP thread
+(threadpoolctl), measured in one run: fit wall and CPU seconds, epochs and
+seconds per epoch, prediction images per second on the test set (wall and
+CPU, best of 5), and the load average before and after (the timings are only
+comparable on an idle machine).  ``--quick`` fits 2 epochs there (the epoch
+time is the figure to read).  ``--methods`` without ``speed`` skips it.
+
 ``--upsample 2`` enlarges every binarized digit with a 2x2 block (16x16
 images, 256 pixels) before the noise is drawn, so that neighbouring pixels
 agree more often, as in real scanned glyphs.
@@ -53,6 +63,7 @@ few epochs.
 
 import argparse
 import json
+import os
 import time
 import warnings
 
@@ -61,6 +72,7 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
+from threadpoolctl import threadpool_limits
 
 from sklearn_unfold._mrf.conversions import mrf_to_sigmoid
 from sklearn_unfold._mrf.graphs import grid_graph
@@ -68,13 +80,18 @@ from sklearn_unfold._mrf.network import NetworkSpec
 from sklearn_unfold._mrf.training import predict_log_odds
 from sklearn_unfold.unfolded_mrf import UnfoldedBP, UnfoldedMeanField
 
+from bench_mrf_speed import _timed, time_predict  # noqa: E402  (benchmarks/ is sys.path[0])
+
 SHAPE = (8, 8)
 SEED = 0
 N_ITER_TIED = 30
 N_LATENT = 16
 
 
-METHODS = ("noisy", "tied", "control", "recipe", "defaults", "mlp")
+METHODS = ("noisy", "tied", "control", "recipe", "defaults", "mlp", "speed")
+SPEED_LAYERS = 10
+GOAL_IMAGES_PER_S = 10_000
+GOAL_FIT_SECONDS = 60.0
 
 
 def load_data(noise, seed=SEED, upsample=1):
@@ -165,6 +182,23 @@ def fit_mlp(hidden, X, Y, max_iter, seed=SEED, validation_fraction=0.1, patience
     return mlp
 
 
+def recipe(cls, K, max_iter):
+    """The benchmark's hand-set recipe (see the module docstring)."""
+    return cls(
+        K,
+        graph="4-grid",
+        observation="local",
+        n_latent=N_LATENT,
+        tied_params=("coupling",),
+        learning_rate_init=0.03,
+        batch_size=100,
+        max_iter=max_iter,
+        early_stopping=True,
+        n_iter_no_change=10,
+        random_state=SEED,
+    )
+
+
 # -- the benchmark ----------------------------------------------------------------
 def run(quick=False, png=None, verbose=True, upsample=1, noises=None, layers=None, methods=METHODS):
     noises = noises or ((0.2,) if quick else (0.1, 0.2, 0.3))
@@ -232,20 +266,7 @@ def run(quick=False, png=None, verbose=True, upsample=1, noises=None, layers=Non
 
         for cls in (UnfoldedMeanField, UnfoldedBP):
             for K in layers if "recipe" in methods else ():
-                est = cls(
-                    K,
-                    graph="4-grid",
-                    observation="local",
-                    n_latent=N_LATENT,
-                    tied_params=("coupling",),
-                    learning_rate_init=0.03,
-                    batch_size=100,
-                    max_iter=max_iter,
-                    early_stopping=True,
-                    n_iter_no_change=10,
-                    random_state=SEED,
-                )
-                fit_unfolded(cls.__name__, K, est, f"{cls.__name__} K={K}")
+                fit_unfolded(cls.__name__, K, recipe(cls, K, max_iter), f"{cls.__name__} K={K}")
             if "defaults" in methods:
                 # What a new user gets: graph is required, everything else default.
                 est = cls(graph="4-grid", random_state=SEED)
@@ -266,6 +287,51 @@ def run(quick=False, png=None, verbose=True, upsample=1, noises=None, layers=Non
     if png:
         _plot(examples, png, 5, shape)
     return rows
+
+
+def speed(quick=False, verbose=True, noise=0.2, repeats=5):
+    """Fit and prediction speed at 16x16, K = 10, one thread (see the module docstring)."""
+    X_train, Y_train, X_test, Y_test = load_data(noise, upsample=2)
+    X_train, X_test = X_train.astype(np.float32), X_test.astype(np.float32)
+    max_iter = 2 if quick else 200
+    result = {
+        "image_shape": [8 * 2, 8 * 2], "noise": noise, "n_layers": SPEED_LAYERS, "n_latent": N_LATENT,
+        "threads": 1, "max_iter": max_iter, "n_train": int(X_train.shape[0]),
+        "n_test": int(X_test.shape[0]), "goal_images_per_s": GOAL_IMAGES_PER_S,
+        "goal_fit_seconds": GOAL_FIT_SECONDS, "loadavg_start": list(os.getloadavg()), "rows": [],
+    }
+    say = print if verbose else (lambda *a, **k: None)
+    say(f"\nspeed: 16x16, p = {noise}, K = {SPEED_LAYERS}, one thread, {X_train.shape[0]} training / "
+        f"{X_test.shape[0]} test images, load average {os.getloadavg()}")
+    line = (f"{'method':<22} {'epochs':>6}  {'fit s':>7} {'fit cpu':>7} {'s/epoch':>8}  "
+            f"{'img/s':>8} {'img/s cpu':>9}  {'error %':>7}  goal")
+    say(line + "\n" + "-" * len(line))
+    models = [(cls.__name__, recipe(cls, SPEED_LAYERS, max_iter)) for cls in (UnfoldedMeanField, UnfoldedBP)]
+    models.append(("MLPClassifier (512)", None))
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for name, est in models:
+            if est is None:
+                est, fit_wall, fit_cpu = _timed(lambda: fit_mlp(512, X_train, Y_train, max_iter))
+            else:
+                _, fit_wall, fit_cpu = _timed(lambda: est.fit(X_train, Y_train))
+            pred, ips, ips_cpu = time_predict(est.predict, X_test, repeats)
+            row = {
+                "method": name, "epochs": int(est.n_iter_), "fit_seconds": fit_wall,
+                "fit_cpu_seconds": fit_cpu, "epoch_seconds": fit_wall / est.n_iter_,
+                "images_per_s": ips, "images_per_s_cpu": ips_cpu,
+                "error": float(100 * np.mean(pred != Y_test)),
+            }
+            if name != "MLPClassifier (512)":
+                row["meets_goal"] = bool(ips >= GOAL_IMAGES_PER_S and (quick or fit_wall <= GOAL_FIT_SECONDS))
+            result["rows"].append(row)
+            goal = {True: "yes", False: "no"}.get(row.get("meets_goal"), "")
+            say(f"{name:<22} {row['epochs']:>6}  {fit_wall:>7.1f} {fit_cpu:>7.1f} {row['epoch_seconds']:>8.3f}  "
+                f"{ips:>8.0f} {ips_cpu:>9.0f}  {row['error']:>7.2f}  {goal}")
+    result["loadavg_end"] = list(os.getloadavg())
+    say(f"load average at the end {tuple(result['loadavg_end'])}"
+        + ("; --quick: 2 epochs, the fit goal is not judged" if quick else ""))
+    return result
 
 
 def _header():
@@ -334,11 +400,12 @@ def main(argv=None):
         quick=args.quick, png=args.png, upsample=args.upsample, noises=args.noise,
         layers=args.layers, methods=tuple(args.methods),
     )
+    speed_result = speed(quick=args.quick) if "speed" in args.methods else None
     if args.json:
         with open(args.json, "w") as f:
             json.dump(
                 {"benchmark": "mrf_denoising", "quick": args.quick, "upsample": args.upsample,
-                 "rows": rows}, f, indent=1,
+                 "rows": rows, "speed": speed_result}, f, indent=1,
             )
 
 
