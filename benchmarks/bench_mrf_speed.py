@@ -37,7 +37,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -49,6 +48,8 @@ from threadpoolctl import threadpool_limits
 
 import sklearn_unfold.unfolded_mrf as unfolded_mrf
 from sklearn_unfold.unfolded_mrf import UnfoldedBP, UnfoldedMeanField
+
+from mrf_denoising import _timed, recipe, time_predict  # benchmarks/ is sys.path[0]
 
 NOISE = 0.2
 SEED = 0
@@ -66,21 +67,6 @@ def make_data(n_train, n_test, noise=NOISE, seed=SEED):
     Y = clean[idx]
     X = np.where(rng.rand(*Y.shape) < noise, 1 - Y, Y).astype(np.float32)
     return X[:n_train], Y[:n_train], X[n_train:], Y[n_train:]
-
-
-def _timed(f):
-    w, c = time.perf_counter(), time.process_time()
-    out = f()
-    return out, time.perf_counter() - w, time.process_time() - c
-
-
-def time_predict(predict, X, repeats):
-    """Best of ``repeats`` calls ``predict(X)``: ``(prediction, images/s wall, images/s CPU)``."""
-    best_wall = best_cpu = np.inf
-    for _ in range(repeats):
-        pred, wall, cpu = _timed(lambda: predict(X))
-        best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
-    return pred, X.shape[0] / best_wall, X.shape[0] / max(best_cpu, 1e-9)
 
 
 def _from_mrf():
@@ -141,19 +127,8 @@ class _Patched:
 
 
 def make_estimator(cls, epochs, n_latent):
-    return cls(
-        N_LAYERS,
-        graph="4-grid",
-        observation="local",
-        n_latent=n_latent,
-        tied_params=("coupling",),
-        learning_rate_init=0.03,
-        batch_size=100,
-        max_iter=epochs,
-        early_stopping=True,
-        n_iter_no_change=epochs + 1,
-        random_state=SEED,
-    )
+    """mrf_denoising.py's recipe at K = N_LAYERS, stopping after ``epochs`` epochs."""
+    return recipe(cls, N_LAYERS, epochs, n_latent=n_latent, n_iter_no_change=epochs + 1)
 
 
 def time_estimator(cls, data, epochs, n_latent, repeats, names=None):

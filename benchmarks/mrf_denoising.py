@@ -80,8 +80,6 @@ from sklearn_unfold._mrf.network import NetworkSpec
 from sklearn_unfold._mrf.training import predict_log_odds
 from sklearn_unfold.unfolded_mrf import UnfoldedBP, UnfoldedMeanField
 
-from bench_mrf_speed import _timed, time_predict  # noqa: E402  (benchmarks/ is sys.path[0])
-
 SHAPE = (8, 8)
 SEED = 0
 N_ITER_TIED = 30
@@ -182,21 +180,37 @@ def fit_mlp(hidden, X, Y, max_iter, seed=SEED, validation_fraction=0.1, patience
     return mlp
 
 
-def recipe(cls, K, max_iter):
+def recipe(cls, K, max_iter, n_latent=N_LATENT, n_iter_no_change=10):
     """The benchmark's hand-set recipe (see the module docstring)."""
     return cls(
         K,
         graph="4-grid",
         observation="local",
-        n_latent=N_LATENT,
+        n_latent=n_latent,
         tied_params=("coupling",),
         learning_rate_init=0.03,
         batch_size=100,
         max_iter=max_iter,
         early_stopping=True,
-        n_iter_no_change=10,
+        n_iter_no_change=n_iter_no_change,
         random_state=SEED,
     )
+
+
+def _timed(f):
+    """``(f(), wall seconds, CPU seconds)``."""
+    w, c = time.perf_counter(), time.process_time()
+    out = f()
+    return out, time.perf_counter() - w, time.process_time() - c
+
+
+def time_predict(predict, X, repeats):
+    """Best of ``repeats`` calls ``predict(X)``: ``(prediction, images/s wall, images/s CPU)``."""
+    best_wall = best_cpu = np.inf
+    for _ in range(repeats):
+        pred, wall, cpu = _timed(lambda: predict(X))
+        best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
+    return pred, X.shape[0] / best_wall, X.shape[0] / max(best_cpu, 1e-9)
 
 
 # -- the benchmark ----------------------------------------------------------------
