@@ -179,3 +179,14 @@ def take(x, indices, axis):
     if is_numpy(xp):
         return np.take(x, indices, axis=axis)
     return xp.take(x, asarray(indices, xp, like=x), axis=axis)
+
+
+def scalar(value, like, xp):
+    """``value`` for an operation with ``like``: itself on numpy, else a 0-d array of like's dtype and device.
+
+    The 2023.12 standard (which scikit-learn 1.6 sets array-api-strict to)
+    takes no Python scalars in ``where``, ``maximum`` and ``minimum``.
+    """
+    if is_numpy(xp):
+        return value
+    return xp.asarray(value, dtype=like.dtype, device=device(like))

@@ -6,10 +6,17 @@ Every reference here is written from the textbook formula, never from the
 code under test.
 """
 
-import numpy as np
-import pytest
-from scipy.special import xlogy
-from threadpoolctl import threadpool_limits
+import os
+
+# scikit-learn's Array API dispatch (tests/test_array_api.py) needs scipy's, switched on before
+# scipy is first imported; scikit-learn 1.6 even refuses to import its test utilities (the
+# estimator checks) without it once array-api-compat is installed. numpy inputs are unaffected.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from scipy.special import xlogy  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
 
 
 def source_mixture(n=120, n_freqs=6, n_context=2, n_sources=2, seed=0, dtype=np.float64):

@@ -12,7 +12,7 @@ PAD-NMF, a reconstruction penalty.
 import numpy as np
 
 from .. import _array_api as aa
-from .._array_api import get_namespace, is_numpy
+from .._array_api import get_namespace, is_numpy, scalar
 from .divergences import beta_divergence, beta_divergence_grad_parts, eps_for
 from .network import wiener_masks
 
@@ -194,7 +194,7 @@ def wiener_backward(M, sources, W, H, source_slices, weights, beta):
             np.divide(M, Lam, out=R, where=Lam > 0)
     else:
         positive = Lam > 0
-        R = xp.where(positive, M / xp.where(positive, Lam, 1.0), 0.0)
+        R = xp.where(positive, M / xp.where(positive, Lam, scalar(1.0, Lam, xp)), scalar(0.0, Lam, xp))
     # A model many orders below the mixture: keep the gradient finite.
     high = np.sqrt(np.finfo(R.dtype).max) if is_numpy(xp) else float(xp.finfo(R.dtype).max) ** 0.5
     R = aa.ceil_(R, high, xp)

@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 
-from .._array_api import get_namespace, numpy_dtype, vdot
+from .._array_api import get_namespace, numpy_dtype, scalar, vdot
 
 _BETA_LOSS_NAMES = {"frobenius": 2.0, "kullback-leibler": 1.0, "itakura-saito": 0.0}
 
@@ -95,7 +95,7 @@ def beta_divergence(X, Y, beta, axis=None):
             return 0.5 * vdot(diff, diff, xp)
         diff *= diff
         return 0.5 * xp.sum(diff, axis=axis)
-    Y = xp.maximum(Y, eps)
+    Y = xp.maximum(Y, scalar(eps, Y, xp))
     if beta == 1:
         # x log(x / y) with the convention 0 log 0 = 0.
         if xp is np:
@@ -103,10 +103,10 @@ def beta_divergence(X, Y, beta, axis=None):
                 elementwise = np.where(X > 0, X * np.log(X / Y), 0.0)
         else:
             # No log(0) to mask (libraries that warn, e.g. array-api-strict, stay quiet).
-            elementwise = X * xp.log(xp.where(X > 0, X / Y, 1.0))
+            elementwise = X * xp.log(xp.where(X > 0, X / Y, scalar(1.0, Y, xp)))
         elementwise += Y - X
     elif beta == 0:
-        ratio = xp.maximum(X, eps) / Y
+        ratio = xp.maximum(X, scalar(eps, X, xp)) / Y
         elementwise = ratio - xp.log(ratio) - 1.0
     else:
         elementwise = (X**beta + (beta - 1.0) * Y**beta - beta * X * Y ** (beta - 1.0)) / (
@@ -130,7 +130,7 @@ def beta_divergence_grad_parts(X, Y, beta):
         return Y, X
     xp = get_namespace(X, Y)
     eps = eps_for(Y.dtype)
-    Y = xp.maximum(Y, eps)
+    Y = xp.maximum(Y, scalar(eps, Y, xp))
     if beta == 1:
         return xp.ones_like(Y), X / Y
     Yb2 = Y ** (beta - 2.0)

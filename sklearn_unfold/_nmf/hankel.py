@@ -71,7 +71,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .. import _array_api as aa
-from .._array_api import get_namespace, is_numpy
+from .._array_api import get_namespace, is_numpy, scalar
 
 from .divergences import eps_for, mm_exponent
 from .scaling import safe_scale, scale_power, scaled_sparsity
@@ -180,7 +180,7 @@ def hankel_ratio(structure, plus, minus, eps):
     if is_numpy(xp):
         num[no_gradient] = 1.0
     else:
-        num = xp.where(no_gradient, 1.0, num)
+        num = xp.where(no_gradient, scalar(1.0, num, xp), num)
     return structure.expand(num)
 
 
@@ -226,7 +226,9 @@ def _update_hankel_bases(structure, M, gen, H, beta, Lam, eps, step):
 
 
 def _normalize_generators(structure, gen, eps):
-    norms = get_namespace(gen).maximum(structure.group_norms(gen), eps)
+    xp = get_namespace(gen)
+    norms = structure.group_norms(gen)
+    norms = xp.maximum(norms, scalar(eps, norms, xp))
     return gen / norms[:, None, None]
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import _array_api as aa
-from .._array_api import get_namespace, is_numpy
+from .._array_api import get_namespace, is_numpy, scalar
 from .chunks import fill_by_chunks, frame_buffer, frame_chunks, imap_chunks
 from .divergences import eps_for, mm_exponent
 from .scaling import safe_scale, scaled_sparsity
@@ -162,8 +162,8 @@ def wiener_masks(W, H, source_slices):
     for Lam_l in Lams[1:]:
         Lam = Lam + Lam_l
     positive = Lam > 0
-    safe = xp.where(positive, Lam, 1.0)
-    return Lams, Lam, [xp.where(positive, Lam_l / safe, equal) for Lam_l in Lams]
+    safe = xp.where(positive, Lam, scalar(1.0, Lam, xp))
+    return Lams, Lam, [xp.where(positive, Lam_l / safe, scalar(equal, Lam, xp)) for Lam_l in Lams]
 
 
 def wiener_forward(M, W, H, source_slices):

@@ -172,13 +172,13 @@ def multiplicative_update(W_layers, grads, step, *, trainable, structures, eps):
         plus, minus = grad
         xp = aa.get_namespace(plus)
         if structures[i] is None:
-            ratio = minus / xp.maximum(plus, eps)
+            ratio = minus / xp.maximum(plus, aa.scalar(eps, plus, xp))
             # No gradient at all (e.g. every activation underflowed): keep the
             # weight; the ratio 0 / eps would zero it for good.
             if aa.is_numpy(xp):
                 ratio[(plus == 0) & (minus == 0)] = 1.0
             else:
-                ratio = xp.where((plus == 0) & (minus == 0), 1.0, ratio)
+                ratio = xp.where((plus == 0) & (minus == 0), aa.scalar(1.0, ratio, xp), ratio)
         else:
             ratio = hankel_ratio(structures[i], plus, minus, eps)
         if step != 1.0:

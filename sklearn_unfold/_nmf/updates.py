@@ -244,7 +244,7 @@ def make_objective(M, beta, mu, axis=None):
                 const = total(np.where(M > 0, M * np.log(M), 0.0)) - total(M)
         else:
             # No log(0) to mask (libraries that warn, e.g. array-api-strict, stay quiet).
-            const = total(M * xp.log(xp.where(M > 0, M, 1.0))) - total(M)
+            const = total(M * xp.log(xp.where(M > 0, M, aa.scalar(1.0, M, xp)))) - total(M)
 
         def objective(Lam, H):
             return const - total(M * xp.log(Lam)) + total(Lam) + mu * total(H)
