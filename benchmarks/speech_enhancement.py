@@ -15,7 +15,8 @@ straddles a split; ``groups`` also reach the estimators' ``fit`` (metadata routi
 early stopping. The chosen values are printed, and the test set is scored once per row:
 
 - DeepNMF: a coordinate search in three ``GridSearchCV`` stages, each keeping what the previous
-  ones chose: (1) sparsity in {0.3, 1, 3} at R = 100, K = 25, C = 1; (2) R in {50, 100};
+  ones chose: (1) sparsity in {0.3, 1, 3, 10, 30} at R = 100, K = 25, C = 1; (2) R in {50, 100}
+  (R at most 100 keeps the paper's budget of parameters);
   (3) K in {4, 25} x C in {1, 2, 3}. The number of multiplicative back-propagation updates
   (at most 300) is chosen by early stopping on held-out training utterances. Sparse-NMF bases
   dominate the cost of a fit and depend only on the fold's frames, the sparsity and R (not on K
@@ -83,7 +84,7 @@ T = 9
 CONFIGS = {
     "full": dict(
         train_utts=None, frames=10000, test_utts=40, folds=3,
-        sparsities=[0.3, 1.0, 3.0], R_start=100, Rs=[50, 100], K_start=25, C_start=1,
+        sparsities=[0.3, 1.0, 3.0, 10.0, 30.0], R_start=100, Rs=[50, 100], K_start=25, C_start=1,
         Ks=[4, 25], Cs=[1, 2, 3], max_iter=300, n_iter_no_change=10, bases_iter=100, nmf_iter=200,
         dnn_sizes=[(256, 256, 256), (1024,), (1024, 1024), (1536, 1536)], dnn_learning_rates=[1e-3, 3e-4],
         dnn_epochs=100, dnn_patience=5,
