@@ -47,6 +47,14 @@ seconds per epoch, prediction images per second on the test set (wall and
 CPU, best of 5), and the load average before and after (the timings are only
 comparable on an idle machine).  ``--quick`` fits 2 epochs there (the epoch
 time is the figure to read).  ``--methods`` without ``speed`` skips it.
+Measured on a 2-core VM shared with other work (load average 2.7-2.9):
+``UnfoldedMeanField`` fit 3.7 s (46 epochs), 48 000 images/s;
+``UnfoldedBP`` fit 39.8 s (46 epochs), 3 900 images/s (36 s and 4 700
+images/s at load 1.9; before the ratio-domain kernels of issue 13 it took
+65 s and predicted 3 200 images/s); ``MLPClassifier`` (512) fit 3.8 s,
+178 000 images/s.  ``UnfoldedBP``'s 16 latent units are 8 192 of its 9 152
+directed edges, each needing a few array passes per layer in NumPy: it
+meets the fit goal, not the prediction goal.
 
 ``--upsample 2`` enlarges every binarized digit with a 2x2 block (16x16
 images, 256 pixels) before the noise is drawn, so that neighbouring pixels

@@ -436,10 +436,13 @@ sparse matrix
         field) and 10.12 % (BP) validation pixel error against 11.48 % and
         11.43 % without.
         **Cost**: each latent unit adds ``n_hidden`` edges, and fit and
-        predict time grow about linearly with the number of edges: on the
-        8x8 digits (112 grid edges) the 16 default units add 1024 edges and
-        made fit about 4x (mean field) to 8x (BP) slower than
-        ``n_latent=0``, and prediction likewise.  Set ``n_latent=0`` for
+        predict time of ``UnfoldedBP`` grow about linearly with the number
+        of edges (mean field's less): on the 8x8 digits (112 grid edges,
+        K = 5, one thread) the 16 default units add 1024 edges and made fit
+        about 2x (mean field) and 6x (BP) slower than ``n_latent=0``,
+        prediction 2x and 9x.  On 16x16 images with K = 10, ``UnfoldedBP``
+        with 16 latent units predicts about 4 000-4 700 images/s on one
+        thread (``benchmarks/mrf_denoising.py``).  Set ``n_latent=0`` for
         speed, or when the labels have no global structure.
     observation : {"auto", "dense", "local", "local+dense"}, default="auto"
         How ``X`` enters the field of hidden unit ``i`` at layer ``k``:
