@@ -316,3 +316,20 @@ def test_too_few_samples_to_hold_out_trains_on_all():
     X, Y = chain_denoising_data(1)
     est = fit_quietly(UnfoldedBP(n_layers=2, graph="chain", n_latent=0, max_iter=3), X, Y)
     assert est.n_iter_ == 3 and not hasattr(est, "validation_loss_curve_")
+
+
+@pytest.mark.parametrize("cls", [UnfoldedMeanField, UnfoldedBP])
+def test_pickle_after_predict(cls):
+    # Prediction caches per-graph operators (ratio-domain BP layout, sparse
+    # incidences) on the fitted graph; a used estimator still pickles and
+    # predicts the same (joblib, GridSearchCV with n_jobs).
+    import pickle
+
+    X, Y = multilabel_data(40)
+    est = cls(2, graph="chain", n_latent=2, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, Y)
+    before = est.predict_proba(X)
+    clone = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(clone.predict_proba(X), before)

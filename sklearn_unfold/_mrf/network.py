@@ -409,18 +409,19 @@ class _RatioLayout:
         edges = graph.edges[base]
         self.base_src = np.concatenate([edges[:, 0], edges[:, 1]])
         self.base_dst = np.concatenate([edges[:, 1], edges[:, 0]])
-        n_dir = 2 * self.Eb
-
-        def incidence(rows, dtype):
-            return sp.csr_array(
-                (np.ones(n_dir, dtype=dtype), (rows, np.arange(n_dir))), shape=(graph.n_nodes, n_dir)
-            )
-
+        self.n_nodes = graph.n_nodes
         self._incidence = {}
-        self.incidence = lambda which, dtype: self._incidence.setdefault(
-            (which, np.dtype(dtype).str),
-            incidence(self.base_dst if which == "dst" else self.base_src, dtype),
-        )
+
+    def incidence(self, which, dtype):
+        """CSR ``(n_nodes, 2 Eb)`` summing base edges into their ``"dst"`` (or ``"src"``) nodes."""
+        key = (which, np.dtype(dtype).str)
+        if key not in self._incidence:
+            rows = self.base_dst if which == "dst" else self.base_src
+            n_dir = rows.shape[0]
+            self._incidence[key] = sp.csr_array(
+                (np.ones(n_dir, dtype=dtype), (rows, np.arange(n_dir))), shape=(self.n_nodes, n_dir)
+            )
+        return self._incidence[key]
 
     def split(self, per_edge):
         """``(base, block)`` parts of a per-directed-edge vector (block ``(2, 1, L, V)``)."""
