@@ -253,7 +253,8 @@ class Benchmark:
                    n_params=model.n_params_["total"], n_trained=model.n_params_["trained"], params=params)
 
     def score_dnn(self, method, model, fit_seconds):
-        params = {"hidden_layer_sizes": list(model.hidden_layer_sizes), "best_epoch_": int(model.best_epoch_),
+        params = {"hidden_layer_sizes": list(model.hidden_layer_sizes), "learning_rate": model.learning_rate,
+                  "best_epoch_": int(model.best_epoch_),
                   "n_iter_": int(model.n_iter_)}
         self.score(method, lambda X_: model.predict(X_)[:, : model.n_frequencies_], fit_seconds=fit_seconds,
                    n_params=model.n_params_, n_trained=model.n_params_, params=params)
