@@ -249,7 +249,9 @@ def main(argv=None):
         print(table(variants[name]), flush=True)
     first = variants["coretype_as_is"]["betas"]
     keys = ("seconds_per_iteration", "sklearn_seconds_per_iteration", "time_to_objective_seconds",
-            "sklearn_time_to_objective_seconds", "per_iteration_ratio", "time_to_objective_ratio")
+            "sklearn_time_to_objective_seconds", "time_to_objective_wall_seconds",
+            "sklearn_time_to_objective_wall_seconds", "iterations_to_objective", "sklearn_iterations",
+            "per_iteration_ratio", "time_to_objective_ratio")
     # Headline keys (OPENBLAS_CORETYPE as it is), one value per beta; both runs in full below.
     summary = {key: {beta: row.get(key) for beta, row in first.items()} for key in keys}
     summary["command"] = " ".join(

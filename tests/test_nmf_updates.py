@@ -430,3 +430,73 @@ def test_verbose_prints_progress(capsys):
     assert all("objective" in line for line in lines)
     fit_sparse_nmf(M, W, H, beta=1.0, mu=0.0, max_iter=25, tol=0, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+# --- the numpy KL solver's passes a block of frames at a time --------------------
+
+
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_kl_frame_blocks_match_the_plain_expressions(monkeypatch, order):
+    # Blocks of 3 frames over 20 (the last one ragged): the objective, the
+    # next activation update's numerator and the basis-gradient parts equal
+    # the full-size expressions in any memory layout of the data.
+    monkeypatch.setattr(_nmf_updates, "_BLOCK", 3 * 15)
+    M, W, H = problem(F=15, R=4, N=20, seed=21)
+    M = np.asarray(M, order=order)
+    H[:, 2] = 0.0  # a frame whose model falls below the floor
+    eps = eps_for(M.dtype)
+    numerator = np.full(H.shape, np.nan)
+    gradient, objective = _nmf_updates._kl_frame_blocks(M, 0.3, eps, numerator)
+    Lam = model(W, H, eps)
+    assert_allclose(objective(W, H), _nmf_updates.make_objective(M, 1.0, 0.3)(Lam, H), rtol=1e-12)
+    assert_allclose(numerator, W.T @ (M / Lam), rtol=1e-12)
+    for got, expected in zip(gradient(W, H), _nmf_updates.bases_gradient_parts(M, W, H, 1.0)):
+        assert_allclose(got, expected, rtol=1e-12)
+
+
+def test_update_activations_from_a_given_numerator():
+    M, W, H = problem(seed=22)
+    numerator = W.T @ (M / model(W, H, eps_for(M.dtype)))
+    kept = numerator.copy()
+    H_new = update_activations(M, W, H, 1.0, 0.2, numerator=numerator)
+    assert_allclose(H_new, update_activations(M, W, H, 1.0, 0.2), rtol=1e-12)
+    assert np.array_equal(numerator, kept)
+
+
+def test_kl_one_shot_solver_matches_the_chunked_one_with_halved_steps(monkeypatch):
+    # The one-shot KL solver carries W.T @ (M / Lam) of the last evaluated
+    # point into the next iteration; with halved and rejected basis steps it
+    # must still be the model the iteration ended at. The chunked solver
+    # recomputes everything from W and H: both give the same iterations.
+    monkeypatch.setattr(_nmf_updates, "_BLOCK", 4 * 12)
+    M, W, H = problem(F=12, R=3, N=30, seed=23)
+    real_step = _nmf_updates.normalized_bases_step
+    calls, good = [], []
+
+    def bad_long_steps(W, neg, pos, eps, *, step=1.0):
+        calls.append(step)
+        if len(calls) % 7 != 0 and len(calls) % 4 != 0:
+            W_bad = np.zeros_like(W)
+            W_bad[0] = 1.0
+            return W_bad
+        good.append(step)
+        return real_step(W, neg, pos, eps, step=step)
+
+    monkeypatch.setattr(_nmf_updates, "normalized_bases_step", bad_long_steps)
+    results, proposals = [], []
+    for batch_size in (None, 7):
+        calls.clear()
+        good.clear()
+        results.append(
+            fit_sparse_nmf(M, W, H, beta=1.0, mu=0.1, max_iter=12, tol=0, max_halvings=1, batch_size=batch_size)
+        )
+        proposals.append((list(calls), list(good)))
+    assert proposals[0] == proposals[1]
+    # Full steps, halved steps and dropped steps (both proposals bad) all happened:
+    # each of the 12 iterations proposed a full step, the rejected ones a half step.
+    n_dropped = (len(calls) - 12) - good.count(0.5)
+    assert 1.0 in good and 0.5 in good and n_dropped > 0
+    (W1, H1, _, curve1), (W2, H2, _, curve2) = results
+    assert_allclose(W1, W2, rtol=1e-10)
+    assert_allclose(H1, H2, rtol=1e-10)
+    assert_allclose(curve1, curve2, rtol=1e-12)
