@@ -118,7 +118,9 @@ def build_parser():
         help=f"K, unfolded iterations ({default('n_layers')})",
     )
     parser.add_argument("--n-components", type=_integer(1), help=f"R, bases per source ({default('n_components')})")
-    parser.add_argument("--sparsity", type=_non_negative_float, default=1.0, help="mu, L1 weight (default 1.0)")
+    sparsity = DeepNMF().sparsity  # the library's default, chosen by cross-validation on training utterances
+    parser.add_argument("--sparsity", type=_non_negative_float, default=sparsity,
+                        help=f"mu, L1 weight (default {sparsity:g})")
     parser.add_argument(
         "--train-utterances",
         type=_integer(1, N_UTTERANCES["train"], why=" (the training utterances of the protocol)"),

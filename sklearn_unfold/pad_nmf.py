@@ -173,7 +173,7 @@ class PhysicsAwareDeepNMF(DeepNMF):
         n_layers=25,
         n_trained_layers=2,
         n_context=9,
-        sparsity=1.0,
+        sparsity=3.0,
         beta_loss="kullback-leibler",
         target_loss="frobenius",
         source_weights=None,
