@@ -68,8 +68,11 @@ target_loss : float or {'frobenius', 'kullback-leibler', 'itakura-saito'}, defau
 source_weights : array-like of shape (n_sources,), default=None
     Weights gamma_l of each source in the training objective. None trains
     for source 0 only (weights (1, 0, ...)), as the paper does for speech.
-max_iter : int, default=100
-    Maximum number of multiplicative back-propagation updates.
+max_iter : int, default=2000
+    Maximum number of multiplicative back-propagation updates. Enough for
+    the fits of the speech benchmark to stop by ``tol`` (K = 25, R = 100,
+    10 000 frames: C = 1 after 77 updates, C = 2 after 1 156, C = 3 after
+    764); ``early_stopping`` usually stops sooner.
 tol : float, default=1e-4
     Stop when an update lowers the training objective by less than ``tol``
     times its value; with ``early_stopping``, the relative improvement of
@@ -256,7 +259,7 @@ class DeepNMF(ClassNamePrefixFeaturesOutMixin, TransformerMixin, RegressorMixin,
         beta_loss="kullback-leibler",
         target_loss="frobenius",
         source_weights=None,
-        max_iter=100,
+        max_iter=2000,
         tol=1e-4,
         early_stopping=False,
         validation_fraction=0.1,
@@ -832,7 +835,7 @@ class DiscriminativeNMF(DeepNMF):
         beta_loss="kullback-leibler",
         target_loss="frobenius",
         source_weights=None,
-        max_iter=100,
+        max_iter=2000,
         tol=1e-4,
         early_stopping=False,
         validation_fraction=0.1,

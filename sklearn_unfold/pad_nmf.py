@@ -177,7 +177,7 @@ class PhysicsAwareDeepNMF(DeepNMF):
         beta_loss="kullback-leibler",
         target_loss="frobenius",
         source_weights=None,
-        max_iter=100,
+        max_iter=2000,
         tol=1e-4,
         early_stopping=False,
         validation_fraction=0.1,
