@@ -71,8 +71,8 @@ source_weights : array-like of shape (n_sources,), default=None
 max_iter : int, default=2000
     Maximum number of multiplicative back-propagation updates. Enough for
     the fits of the speech benchmark to stop by ``tol`` (K = 25, R = 100,
-    10 000 frames: C = 1 after 77 updates, C = 2 after 1 156, C = 3 after
-    764); ``early_stopping`` usually stops sooner.
+    10 000 frames, sparsity 3: C = 2 after 1 156 updates, C = 3 after 764;
+    C = 1 at sparsity 1 after 77); ``early_stopping`` usually stops sooner.
 tol : float, default=1e-4
     Stop when an update lowers the training objective by less than ``tol``
     times its value; with ``early_stopping``, the relative improvement of
