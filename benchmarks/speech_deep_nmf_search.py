@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import speech_enhancement as se  # noqa: E402  (the benchmark next to this script)
 
 from sklearn_unfold import sdr_scorer  # noqa: E402
-from sklearn_unfold._protocol import format_table, make_test_set, make_training_set  # noqa: E402
+from sklearn_unfold._protocol import make_test_set, make_training_set  # noqa: E402
 
 _INTEGER_PARAMS = ("n_components", "n_layers", "n_trained_layers", "max_iter")
 _PARAMS = _INTEGER_PARAMS + ("sparsity",)
@@ -97,10 +97,7 @@ def run(cfg, fixed, grid):
     bench = se.Benchmark(test, se.speech_metrics_missing())
     bench.score_deep_nmf(f"DeepNMF {se._describe(model)} (CV, extended)", model, search.refit_time_)
     print()
-    rows = [dict(r, name=r["method"]) for r in bench.rows]
-    quality = () if bench.missing else (("pesq", "PESQ", "{:.2f}"), ("stoi", "STOI", "{:.3f}"))
-    print(format_table(rows, extra=quality + (("n_trained", "P_D", "{:,}"), ("n_params", "P", "{:,}"),
-                                              ("fit_seconds", "fit [s]", "{:.1f}"))))
+    se.print_table(bench)
     print(f"total {time.perf_counter() - start:.0f} s")
     results = search.cv_results_
     return {

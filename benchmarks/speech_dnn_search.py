@@ -28,19 +28,12 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import speech_enhancement as se  # noqa: E402  (the benchmark next to this script)
 
 from sklearn_unfold import sdr_scorer  # noqa: E402
-from sklearn_unfold._protocol import format_table, make_test_set, make_training_set  # noqa: E402
-
-
-def _hidden(text):
-    try:
-        return tuple(int(n) for n in text.split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"hidden layer sizes look like 1024x1024; got {text!r}") from None
+from sklearn_unfold._protocol import make_test_set, make_training_set  # noqa: E402
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=_hidden, nargs="+", default=[(1024,), (1024, 1024), (1536, 1536)])
+    parser.add_argument("--sizes", type=se.parse_hidden, nargs="+", default=[(1024,), (1024, 1024), (1536, 1536)])
     parser.add_argument("--learning-rates", type=float, nargs="+", default=[1e-3, 3e-4])
     parser.add_argument("--patience", type=int, default=20, help="epochs without improvement (default 20)")
     parser.add_argument("--max-epochs", type=int, default=200)
@@ -88,10 +81,7 @@ def run(cfg, args, grid):
     bench.score_dnn(f"DNN {se._short(model.hidden_layer_sizes)} mask (CV, patience {args.patience})", model,
                     search.refit_time_)
     print()
-    rows = [dict(r, name=r["method"]) for r in bench.rows]
-    quality = () if bench.missing else (("pesq", "PESQ", "{:.2f}"), ("stoi", "STOI", "{:.3f}"))
-    print(format_table(rows, extra=quality + (("n_trained", "P_D", "{:,}"), ("n_params", "P", "{:,}"),
-                                              ("fit_seconds", "fit [s]", "{:.1f}"))))
+    se.print_table(bench)
     print(f"total {time.perf_counter() - start:.0f} s")
     results = search.cv_results_
     return {

@@ -260,6 +260,23 @@ class Benchmark:
                    n_params=model.n_params_, n_trained=model.n_params_, params=params)
 
 
+def print_table(bench):
+    """The test table of a Benchmark's rows (with PESQ and STOI columns when they were computed)."""
+    rows = [dict(r, name=r["method"]) for r in bench.rows]
+    quality = () if bench.missing else (("pesq", "PESQ", "{:.2f}"), ("stoi", "STOI", "{:.3f}"))
+    print(format_table(rows, extra=quality + (("n_trained", "P_D", "{:,}"), ("n_params", "P", "{:,}"),
+                                              ("fit_seconds", "fit [s]", "{:.1f}"))))
+    return rows
+
+
+def parse_hidden(text):
+    """``1024x1024`` -> (1024, 1024), for command lines."""
+    try:
+        return tuple(int(n) for n in text.split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"hidden layer sizes look like 1024x1024; got {text!r}") from None
+
+
 def print_search(search, names):
     """The CV table of a GridSearchCV: one line per candidate, the chosen one marked."""
     results = search.cv_results_
@@ -467,14 +484,11 @@ def run(cfg, args):
     if no_torch:
         print(f"DNN rows skipped: {no_torch}")
     print()
-    table_rows = [dict(r, name=r["method"]) for r in bench.rows]
-    quality = () if missing else (("pesq", "PESQ", "{:.2f}"), ("stoi", "STOI", "{:.3f}"))
-    print(format_table(table_rows, extra=quality + (("n_trained", "P_D", "{:,}"), ("n_params", "P", "{:,}"),
-                                                    ("fit_seconds", "fit [s]", "{:.1f}"))))
+    print_table(bench)
     print(f"Training: {X.shape[0]:,} frames unless stated. Hyper-parameters chosen by {make_cv(cfg['folds'])[1]} "
           "on training utterances (iterations and epochs by early stopping); the test set was scored once per row.")
     print("P_D: discriminatively trained parameters (DNN: all); fit [s] of the chosen DeepNMF includes its bases.")
-    if quality:
+    if not missing:
         print("PESQ (narrow-band MOS-LQO) and STOI: means over all test files.")
     else:
         print(f"PESQ and STOI columns skipped: {missing}")

@@ -33,7 +33,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import speech_enhancement as se  # noqa: E402  (the benchmark next to this script)
 
 from sklearn_unfold import DeepNMF  # noqa: E402
-from sklearn_unfold._protocol import format_table, make_test_set, make_training_set  # noqa: E402
+from sklearn_unfold._protocol import make_test_set, make_training_set  # noqa: E402
 from sklearn_unfold.audio import n_stft_frames  # noqa: E402
 from sklearn_unfold.datasets import DEFAULT_SNRS, _mixture_stream  # noqa: E402
 
@@ -46,13 +46,6 @@ def total_training_frames(n_utterances=None):
     return len(snrs) * sum(n_stft_frames(speech.shape[0]) for _, speech in utterances)
 
 
-def _hidden(text):
-    try:
-        return tuple(int(n) for n in text.split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"hidden layer sizes look like 1024x1024; got {text!r}") from None
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few utterances and small models (under a minute)")
@@ -63,7 +56,7 @@ def main(argv=None):
     parser.add_argument("--n-components", type=int, default=100)
     parser.add_argument("--n-layers", type=int, default=25)
     parser.add_argument("--n-trained-layers", type=int, default=3)
-    parser.add_argument("--dnn-hidden", type=_hidden, default=(1024, 1024))
+    parser.add_argument("--dnn-hidden", type=se.parse_hidden, default=(1024, 1024))
     parser.add_argument("--dnn-lr", type=float, default=1e-3)
     parser.add_argument("--models", nargs="+", choices=("deep", "dnn"), default=["deep", "dnn"],
                         help="which rows to fit (default both)")
@@ -118,10 +111,7 @@ def run(cfg, args, deep_params):
             print(f"  DNN: best epoch {dnn.best_epoch_} of {dnn.n_iter_}, fit {seconds:.0f} s", flush=True)
             bench.score_dnn(f"DNN {se._short(dnn.hidden_layer_sizes)} (lr {args.dnn_lr:g}), {share}", dnn, seconds)
     print()
-    rows = [dict(r, name=r["method"]) for r in bench.rows]
-    quality = () if bench.missing else (("pesq", "PESQ", "{:.2f}"), ("stoi", "STOI", "{:.3f}"))
-    print(format_table(rows, extra=quality + (("n_trained", "P_D", "{:,}"), ("n_params", "P", "{:,}"),
-                                              ("fit_seconds", "fit [s]", "{:.1f}"))))
+    rows = se.print_table(bench)
     print(f"total {time.perf_counter() - start:.0f} s ({args.threads} thread(s))")
     return rows
 
