@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import speech_enhancement as se  # noqa: E402  (the benchmark next to this script)
 
 from sklearn_unfold import sdr_scorer  # noqa: E402
-from sklearn_unfold._protocol import make_test_set, make_training_set  # noqa: E402
+from sklearn_unfold._protocol import make_test_set  # noqa: E402
 
 _INTEGER_PARAMS = ("n_components", "n_layers", "n_trained_layers", "max_iter")
 _PARAMS = _INTEGER_PARAMS + ("sparsity",)
@@ -76,7 +76,7 @@ def main(argv=None):
 def run(cfg, fixed, grid):
     warnings.simplefilter("ignore", ConvergenceWarning)
     start = time.perf_counter()
-    X, Y, groups = make_training_set(n_utterances=cfg["train_utts"], n_frames=cfg["frames"])
+    X, Y, groups = se.training_set(cfg)
     test = make_test_set(n_utterances=cfg["test_utts"])
     print(f"data: {X.shape[0]:,} training frames, {len(test.mixtures)} test mixtures", flush=True)
     cv, how = se.make_cv(cfg["folds"])
