@@ -511,3 +511,137 @@ def test_ratio_network_chunks_share_buffers():
     for batch_size in (1, 4, 7, 23):
         np.testing.assert_allclose(predict_log_odds(params, spec, X, batch_size=batch_size), whole,
                                    rtol=1e-12, atol=1e-12)
+
+
+# -- ratio-domain inference: latent -> node sums as logs of products -----------
+def _strong_latent_params(spec, rng, magnitude, dtype):
+    """Couplings of size ``magnitude`` (both signs), latent units strongly on.
+
+    Latent beliefs near +60 make ``x = e^(-d)`` tiny on the latent -> node
+    edges, so those messages are close to ``e^(+-magnitude)``: the products of
+    many of them leave the float range unless they are grouped.
+    """
+    n_pixels = spec.graph.n_nodes - _latent_count(spec)
+    params = init_params(spec, n_pixels, observation="local", lambdas=np.ones(1), random_state=rng)
+    params["coupling"] = magnitude * np.where(rng.rand(*params["coupling"].shape) < 0.95, 1.0, -1.0)
+    params["bias"][:, n_pixels:] = 60.0
+    return {key: value.astype(dtype) for key, value in params.items()}
+
+
+def _latent_count(spec):
+    from sklearn_unfold._mrf.network import _ratio_layout
+
+    return _ratio_layout(spec.graph).L
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float32, 1e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("magnitude, n_latent", [(0.0, 5), (1.0, 5), (19.9, 40), (19.9, 3)])
+def test_ratio_inference_sums_equal_per_edge_logs(dtype, rtol, magnitude, n_latent):
+    # keep_trace=False sums the latent -> node messages as logs of products in
+    # groups sized from max |a|; keep_trace=True (training) sums one log per
+    # edge.  |a| = 19.9 with 40 latent units: the product of all 40 messages
+    # into a pixel (up to e^796) overflows float32 and float64, so it must be
+    # split (groups of 3 in float32, 26 in float64).
+    from sklearn_unfold._mrf.network import _product_group, _ratio_constants
+
+    rng = np.random.RandomState(19)
+    spec = _latent_spec(n_layers=4, n_latent=n_latent)
+    params = _strong_latent_params(spec, rng, magnitude, dtype)
+    X = rng.randn(7, 6).astype(dtype)
+    eta, trace = forward(params, spec, X, keep_trace=False)
+    per_edge = forward(params, spec, X, keep_trace=True)[0]
+    assert trace.ratio_t and eta.dtype == dtype
+    assert np.all(np.isfinite(eta))
+    scale = np.max(np.abs(per_edge))
+    np.testing.assert_allclose(eta, per_edge, rtol=rtol, atol=rtol * scale)
+    # The float64 reference (log-domain messages) itself differs by ~4e-11 of
+    # the scale at |a| = 19.9, before this change as after.
+    ref = _reference_bp({k: v.astype(np.float64) for k, v in params.items()}, spec, X.astype(np.float64))[0]
+    ref_tol = 1e-4 if dtype == np.float32 else 1e-9
+    np.testing.assert_allclose(eta, ref, rtol=ref_tol, atol=ref_tol * scale)
+    group = _ratio_constants({}, spec, params, dtype, 7)[0]["block"][2]
+    assert group == _product_group(dtype(magnitude), dtype)
+    if magnitude == 0.0:
+        # m = 1 exactly: no message changes a belief.
+        field = params["bias"][-1] + np.pad(params["local"][-1] * X, ((0, 0), (0, n_latent)))
+        np.testing.assert_array_equal(eta, field.astype(dtype))
+        assert group > n_latent
+    elif magnitude == 19.9 and n_latent == 40:
+        assert 2 <= group < n_latent
+        # the ungrouped product of the messages into a pixel overflows
+        m_block = trace.ratio_t[-1][2]
+        with np.errstate(over="ignore"):
+            assert np.any(np.isinf(np.multiply.reduce(m_block[0], axis=1)))
+
+
+def test_product_group_bounds():
+    from sklearn_unfold._mrf.network import _product_group
+
+    assert _product_group(np.float32(19.9), np.float32) == 3
+    assert _product_group(np.float32(1.0), np.float32) == 65
+    assert _product_group(19.9, np.float64) == 26
+    assert _product_group(0.0, np.float32) > 10**9
+    for dtype in (np.float32, np.float64):
+        for amax in (0.3, 1.0, 7.5, 19.99, 20.0):
+            g = _product_group(amax, dtype)
+            # g factors of up to e^amax stay normal and finite, 1 + 4/3 g do not fit the 3/4 margin
+            assert g >= 2
+            info = np.finfo(dtype)
+            assert np.exp(g * amax) < info.max and np.exp(-g * amax) > info.tiny
+            assert (g + 1) * amax > 0.75 * min(np.log(info.max), -np.log(info.tiny))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("group", [1, 2, 3, 7, 40, pytest.param(2**62, id="unbounded")])
+def test_block_log_sums_equal_sums_of_logs(dtype, group):
+    # Direct check of every grouping, including one log per edge (group < 2)
+    # and groups that do not divide L; messages near e^(+-19.9) so that an
+    # ungrouped product of the 40 factors (e^796) would overflow.
+    from sklearn_unfold._mrf.network import _block_log_sums
+
+    rng = np.random.RandomState(20)
+    n, L, V = 3, 40, 5
+    logm = (19.9 * np.where(rng.rand(2, n, L, V) < 0.8, 1.0, -1.0) * rng.uniform(0.9, 1.0, (2, n, L, V)))
+    m = np.exp(logm).astype(dtype)
+    work, out = np.empty_like(m), np.empty((n, V), dtype=dtype)
+    into_nodes, into_latent = _block_log_sums(m, min(group, _max_group(dtype)), work, out)
+    want = np.log(m.astype(np.float64))
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(into_nodes, want[0].sum(axis=1), rtol=rtol)
+    np.testing.assert_allclose(into_latent, want[1].sum(axis=2), rtol=rtol)
+    assert into_nodes.dtype == into_latent.dtype == dtype
+
+
+def _max_group(dtype):
+    from sklearn_unfold._mrf.network import _product_group
+
+    return _product_group(19.9, dtype)
+
+
+def test_ratio_constants_follow_in_place_coupling_updates():
+    # The constants kept in ``buffers`` are compared with the couplings by
+    # value: an in-place update (as the optimizer makes) is seen.
+    rng = np.random.RandomState(21)
+    spec = _latent_spec(n_layers=3)
+    params = init_params(spec, 6, observation="local", lambdas=np.ones(1), random_state=rng)
+    params["coupling"] += rng.randn(*params["coupling"].shape)
+    X = rng.randn(4, 6)
+    buffers = {}
+    first = forward(params, spec, X, keep_trace=False, buffers=buffers)[0].copy()
+    params["coupling"] *= 2.0
+    second = forward(params, spec, X, keep_trace=False, buffers=buffers)[0]
+    np.testing.assert_allclose(second, _reference_bp(params, spec, X)[0], rtol=1e-12, atol=1e-12)
+    assert np.max(np.abs(second - first)) > 1e-2
+
+
+def test_ratio_inference_trace_keeps_last_messages():
+    # Without keep_trace the message buffers are reused in place; the trace
+    # still holds the last layer's messages.
+    rng = np.random.RandomState(22)
+    spec = _latent_spec(n_layers=3)
+    params = init_params(spec, 6, observation="local", lambdas=np.ones(1), random_state=rng)
+    params["coupling"] += rng.randn(*params["coupling"].shape)
+    X = rng.randn(4, 6)
+    last = forward(params, spec, X, keep_trace=False)[1].messages
+    assert len(last) == 1
+    np.testing.assert_allclose(last[0], _reference_bp(params, spec, X)[1][-1], rtol=1e-10, atol=1e-12)

@@ -51,6 +51,9 @@ sums: ``m = (e^a + x) / (1 + x)`` with ``x = e^(-d) = m_(i->j) e^(-eta_j)``
 (:func:`_ratio_message`); there the edges of a latent-unit block
 (:func:`.graphs.latent_block`) are dense ``(2, n_samples, L, V)`` arrays
 (broadcasts and axis sums, no gathers), the other edges edge-major as above.
+In inference (``keep_trace=False``) the messages from the latent units to
+each node are summed as the ``log`` of their product, one ``log`` per group
+of them instead of one per edge (:func:`_block_log_sums`).
 The remaining cases (max-product, ``lambda = 0``, a
 trained lambda, ``|lambda kappa a| > 50``) call the reference functions of
 :mod:`.belief_propagation` and :mod:`.mean_field`.
@@ -455,19 +458,53 @@ def _ratio_network(spec, params):
     )
 
 
-def _ratio_constants(cache, spec, params, k, dtype, n_samples):
-    """Per-edge ``e^a`` and ``w = 1 - e^(-a)`` of layer ``k``, by part, cached by content."""
-    key = ("ratio",) + _layer_key(params, k, "coupling") + (n_samples,)
-    if key not in cache:
-        layout = _ratio_layout(spec.graph)
+def _ratio_constants(buffers, spec, params, dtype, n_samples):
+    """Per-layer constants of the ratio-domain network: per part ``e^a`` and ``w = 1 - e^(-a)``.
+
+    A list over the ``K`` layers of ``{"base": (e^a, w), "block": (e^a, w,
+    group)}`` (None for a part the graph lacks), the base arrays broadcast
+    to full ``(2 Eb, n)`` arrays (see :func:`_fast_bp`), the block ones
+    ``(2, 1, L, V)``; ``group`` is :func:`_product_group` of the
+    latent -> node couplings.  Consecutive layers with equal couplings share
+    one entry.  ``buffers`` keeps the list with a copy of the couplings it
+    was computed from, so that the chunks of a prediction (same ``buffers``)
+    compute it once: it is reused while the couplings (compared by value,
+    as training updates them in place), dtype, sample count, symmetry and
+    graph are the same.
+    """
+    layout = _ratio_layout(spec.graph)
+    coupling = params["coupling"]
+    cached = buffers.get("ratio_constants")
+    if (
+        cached is not None
+        and cached[0] is layout
+        and cached[1] == (np.dtype(dtype).str, n_samples, spec.symmetric)
+        and np.array_equal(cached[2], coupling)
+    ):
+        return cached[3]
+    per_layer, previous = [], None
+    for k in range(spec.n_layers):
+        row = coupling[_at(coupling, k)]
+        if previous is not None and np.array_equal(row, previous[0]):
+            per_layer.append(previous[1])
+            continue
         base, block = layout.split(_coupling(params, spec, k).astype(dtype, copy=False))
         consts = {}
         for part, a in (("base", base), ("block", block)):
+            if a is None or a.size == 0:
+                consts[part] = None
+                continue
             if part == "base":  # edge-major: full arrays (see _fast_bp)
                 a = np.ascontiguousarray(np.broadcast_to(a[:, None], (a.shape[0], n_samples)))
-            consts[part] = None if a is None else (np.exp(a), -np.expm1(-a))
-        cache[key] = consts
-    return cache[key]
+                consts[part] = (np.exp(a), -np.expm1(-a))
+            else:  # with the product group of the latent -> node sums (_block_log_sums)
+                consts[part] = (np.exp(a), -np.expm1(-a), _product_group(np.max(np.abs(a[0])), dtype))
+        per_layer.append(consts)
+        previous = (row, consts)
+    buffers["ratio_constants"] = (
+        layout, (np.dtype(dtype).str, n_samples, spec.symmetric), np.array(coupling, copy=True), per_layer
+    )
+    return per_layer
 
 
 def _buffer(buffers, name, shape, dtype):
@@ -525,15 +562,58 @@ def _ratio_grad(g_r, local, t):
     return grad_coupling, t
 
 
+def _product_group(amax, dtype):
+    """Most factors ``m`` with ``|log m| <= amax`` whose product is safely a normal float.
+
+    A product of ``g`` message ratios lies in ``[e^(-g amax), e^(g amax)]``;
+    ``g amax`` is kept within 3/4 of the exponent range (about 65 in float32,
+    530 in float64), far from overflow and from subnormals.  0 or 1: no
+    grouping is safe, sum the logs one by one.
+    """
+    info = np.finfo(dtype)
+    limit = 0.75 * min(np.log(info.max), -np.log(info.tiny))
+    return int(min(limit // amax, np.iinfo(np.intp).max)) if amax > 0 else np.iinfo(np.intp).max
+
+
+def _block_log_sums(m, group, work, out):
+    """Sums of ``log m`` over the edges arriving at each node, of block messages ``m`` ``(2, n, L, V)``.
+
+    Returns ``(into_nodes, into_latent)``, ``(n, V)`` and ``(n, L)``: the sums
+    over axis 1 of ``m[0]`` (latent -> node) and over axis 2 of ``m[1]``
+    (node -> latent).  The first is ``sum_l log m_l = log prod_l m_l`` over
+    groups of at most ``group`` latent units (:func:`_product_group` of the
+    largest ``|a|`` of the latent -> node edges; below 2, one ``log`` per
+    edge): products of whole ``(n, V)`` rows, one ``log`` per group and node
+    instead of one per edge; equal to the per-edge sums up to rounding (an
+    ulp or so per factor).  The second keeps one ``log`` per edge: along the
+    contiguous axis the products (halving the axis) cost as much as the
+    ``log`` they save, measured in float32 and float64.  ``work`` is work
+    space like ``m``, ``out`` an ``(n, V)`` array.
+    """
+    L = m.shape[2]
+    if group >= 2:
+        np.multiply.reduce(m[0][:, :group], axis=1, out=out)
+        into_nodes = np.log(out, out=out)
+        for start in range(group, L, group):
+            part = np.multiply.reduce(m[0][:, start : start + group], axis=1, out=work[0][:, 0])
+            into_nodes += np.log(part, out=part)
+    else:
+        into_nodes = np.add.reduce(np.log(m[0], out=work[0]), axis=1, out=out)
+    return into_nodes, np.add.reduce(np.log(m[1], out=work[1]), axis=2)
+
+
 def _ratio_forward(params, spec, XT, etaT, trace, keep_trace):
     """The K layers of :func:`forward` in the ratio domain; returns ``eta^K`` node-major.
 
     Layer ``k`` needs ``x = e^(-d) = m_rev e^(-eta_src)`` per edge: one ``exp``
     per node (beliefs clipped to ``+-_RATIO_CLIP``), a gather or broadcast and
     a product per edge; then :func:`_ratio_message` and the belief sums of
-    ``log m``.  Every per-edge array is a buffer of ``trace.buffers``: per
-    layer what the backward pass reads, two messages used in turn without
-    ``keep_trace``.
+    ``log m``.  Every per-edge array is a buffer of ``trace.buffers``: with
+    ``keep_trace``, per layer what the backward pass reads; without it, two
+    arrays per part used in turn (``x`` becomes the messages in place, the
+    previous messages are the work space), so that the arrays of a
+    prediction stay in the CPU caches, and the block's belief sums are
+    logs of products (:func:`_block_log_sums`).
     """
     layout = _ratio_layout(spec.graph)
     Eb, L, V = layout.Eb, layout.L, layout.V
@@ -545,42 +625,51 @@ def _ratio_forward(params, spec, XT, etaT, trace, keep_trace):
         return _buffer(trace.buffers, name, shape, dtype)
 
     def layer_arrays(part, shape, k):
-        # (messages, local derivatives or None) of layer k
+        # (x, work, messages, local derivatives or None) of layer k
         if not keep_trace:
-            return buffer(f"m_{part}{k % 2}", shape), None
-        return buffer(f"m_{part}{k}", shape), (buffer(f"dr_da_{part}{k}", shape), buffer(f"u_{part}{k}", shape))
+            x = buffer(f"m_{part}{k % 2}", shape)
+            return x, buffer(f"m_{part}{(k + 1) % 2}", shape), x, None
+        local = (buffer(f"dr_da_{part}{k}", shape), buffer(f"u_{part}{k}", shape))
+        return buffer(f"x_{part}", shape), buffer(f"work_{part}", shape), buffer(f"m_{part}{k}", shape), local
 
+    constants = _ratio_constants(trace.buffers, spec, params, dtype, n)
     m_base = m_block = None  # messages of the previous layer (r~^0 = 0: m = 1)
     for k in range(spec.n_layers):
-        consts = _ratio_constants(trace.fast, spec, params, k, dtype, n)
+        consts = constants[k]
         b = np.clip(etaT, -_RATIO_CLIP, _RATIO_CLIP)
         np.negative(b, out=b)
         np.exp(b, out=b)
         etaT = _layer_field_t(params, k, XT, dtype)
         local_base = local_block = None
         if Eb:
-            x = np.take(b, layout.base_src, axis=0, out=buffer("x_base", base_shape))
+            x, work, m, local = layer_arrays("base", base_shape, k)
+            np.take(b, layout.base_src, axis=0, out=x)
             if m_base is not None:
                 x[:Eb] *= m_base[Eb:]
                 x[Eb:] *= m_base[:Eb]
-            work = buffer("work_base", base_shape)
-            m_base, local_base = _ratio_message(x, *consts["base"], work, *layer_arrays("base", base_shape, k))
+            ea, w = consts["base"]
+            m_base, local_base = _ratio_message(x, ea, w, work, m, local)
             etaT += S_dst @ np.log(m_base, out=work)
         if L:
             bT = np.ascontiguousarray(b.T)
             b_latent, b_node = bT[:, V:, None], bT[:, None, :V]
-            x = buffer("x_block", block_shape)
+            x, work, m, local = layer_arrays("block", block_shape, k)
             if m_block is None:
                 x[0] = b_latent
                 x[1] = b_node
             else:
                 np.multiply(m_block[1], b_latent, out=x[0])
                 np.multiply(m_block[0], b_node, out=x[1])
-            work = buffer("work_block", block_shape)
-            m_block, local_block = _ratio_message(x, *consts["block"], work, *layer_arrays("block", block_shape, k))
-            r_block = np.log(m_block, out=work)
-            etaT[:V] += np.add.reduce(r_block[0], axis=1).T
-            etaT[V:] += np.add.reduce(r_block[1], axis=2).T
+            ea, w, group = consts["block"]
+            m_block, local_block = _ratio_message(x, ea, w, work, m, local)
+            if keep_trace:  # training: the per-edge sums, as the backward pass differentiates them
+                r_block = np.log(m_block, out=work)
+                into_nodes = np.add.reduce(r_block[0], axis=1)
+                into_latent = np.add.reduce(r_block[1], axis=2)
+            else:
+                into_nodes, into_latent = _block_log_sums(m_block, group, work, buffer("log_sums", (n, V)))
+            etaT[:V] += into_nodes.T
+            etaT[V:] += into_latent.T
         if not keep_trace:
             trace._reset()
         trace.eta_t.append(etaT)
