@@ -13,11 +13,13 @@ from scipy.optimize import minimize
 
 from conftest import ref_divergence
 from sklearn_unfold._nmf import updates as _nmf_updates
+from sklearn_unfold._nmf.chunks import is_memmap_backed
 from sklearn_unfold._nmf.divergences import eps_for, mm_exponent
 from sklearn_unfold._nmf.updates import (
     activation_ratio,
     fit_sparse_nmf,
     initial_activations,
+    learn_sparse_nmf,
     model,
     normalize_columns,
     sparse_nmf_objective,
@@ -466,8 +468,10 @@ def test_update_activations_from_a_given_numerator():
 def test_kl_one_shot_solver_matches_the_chunked_one_with_halved_steps(monkeypatch):
     # The one-shot KL solver carries W.T @ (M / Lam) of the last evaluated
     # point into the next iteration; with halved and rejected basis steps it
-    # must still be the model the iteration ended at. The chunked solver
-    # recomputes everything from W and H: both give the same iterations.
+    # must still be the model the iteration ended at; so must the chunked
+    # numpy KL solver (the same passes, H updated in place). The generic
+    # chunked solver recomputes everything from W and H: all three give
+    # the same iterations.
     monkeypatch.setattr(_nmf_updates, "_BLOCK", 4 * 12)
     M, W, H = problem(F=12, R=3, N=30, seed=23)
     real_step = _nmf_updates.normalized_bases_step
@@ -484,19 +488,62 @@ def test_kl_one_shot_solver_matches_the_chunked_one_with_halved_steps(monkeypatc
 
     monkeypatch.setattr(_nmf_updates, "normalized_bases_step", bad_long_steps)
     results, proposals = [], []
-    for batch_size in (None, 7):
+    for batch_size, generic in ((None, False), (7, False), (7, True)):
         calls.clear()
         good.clear()
-        results.append(
-            fit_sparse_nmf(M, W, H, beta=1.0, mu=0.1, max_iter=12, tol=0, max_halvings=1, batch_size=batch_size)
-        )
+        with monkeypatch.context() as patch:
+            if generic:
+                patch.setattr(_nmf_updates, "_fit_kl_in_place", _nmf_updates._fit_sparse_nmf_chunked)
+            results.append(
+                fit_sparse_nmf(M, W, H.copy(), beta=1.0, mu=0.1, max_iter=12, tol=0, max_halvings=1,
+                               batch_size=batch_size)
+            )
         proposals.append((list(calls), list(good)))
-    assert proposals[0] == proposals[1]
+    assert proposals[0] == proposals[1] == proposals[2]
     # Full steps, halved steps and dropped steps (both proposals bad) all happened:
     # each of the 12 iterations proposed a full step, the rejected ones a half step.
     n_dropped = (len(calls) - 12) - good.count(0.5)
     assert 1.0 in good and 0.5 in good and n_dropped > 0
-    (W1, H1, _, curve1), (W2, H2, _, curve2) = results
-    assert_allclose(W1, W2, rtol=1e-10)
-    assert_allclose(H1, H2, rtol=1e-10)
-    assert_allclose(curve1, curve2, rtol=1e-12)
+    (W1, H1, _, curve1), *others = results
+    for W2, H2, _, curve2 in others:
+        assert_allclose(W1, W2, rtol=1e-10)
+        assert_allclose(H1, H2, rtol=1e-10)
+        assert_allclose(curve1, curve2, rtol=1e-12)
+
+
+@pytest.mark.parametrize("where", ["memory", "memmap"])
+def test_chunked_kl_solver_reads_the_data_in_place(monkeypatch, tmp_path, where):
+    # DeepNMF hands the sparse NMF of its bases a column block of y (frames
+    # contiguous, rows strided): the chunked KL solver reads it where it lies
+    # (no copy of M), its numerators live in a frame buffer like H (a
+    # temporary file for memory-mapped data), and it gives the one-shot
+    # solver's result.
+    monkeypatch.setattr(_nmf_updates, "_BLOCK", 5 * 24)
+    rng = np.random.default_rng(24)
+    y = rng.gamma(1.0, 1.0, (40, 2 * 24))
+    if where == "memmap":
+        mapped = np.memmap(tmp_path / "y.dat", dtype=y.dtype, mode="w+", shape=y.shape)
+        mapped[:] = y
+        y = mapped
+    V = y[:, 24:]
+    assert not V.flags.c_contiguous and not V.flags.f_contiguous
+    buffers = []
+    real_buffer = _nmf_updates.frame_buffer
+
+    def recording_buffer(*args, **kwargs):
+        buffers.append(real_buffer(*args, **kwargs))
+        return buffers[-1]
+
+    monkeypatch.setattr(_nmf_updates, "frame_buffer", recording_buffer)
+    copies = []
+    monkeypatch.setattr(_nmf_updates, "_contiguous_frames", lambda M: copies.append(M) or np.asfortranarray(M))
+    one_shot = learn_sparse_nmf(V, 3, beta=1.0, sparsity=0.2, init="exemplar", random_state=0, max_iter=15, tol=0)
+    assert len(copies) == 1
+    chunked = learn_sparse_nmf(V, 3, beta=1.0, sparsity=0.2, init="exemplar", random_state=0, max_iter=15, tol=0,
+                               batch_size=7)
+    assert len(copies) == 1  # the chunked solver made none
+    # H and the numerators: frame buffers, on disk for memory-mapped data.
+    assert len(buffers) == 2
+    assert all(is_memmap_backed(b) == (where == "memmap") for b in buffers)
+    assert_allclose(chunked[0], one_shot[0], rtol=1e-9)
+    assert_allclose(chunked[2], one_shot[2], rtol=1e-12)

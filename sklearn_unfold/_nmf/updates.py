@@ -305,7 +305,7 @@ def _flat(A):
     return A.ravel(order="K")
 
 
-def _kl_frame_blocks(M, mu, eps, numerator):
+def _kl_frame_blocks(M, mu, eps, numerator, max_frames=None):
     """The numpy KL iteration's passes over the data, a block of frames at a time.
 
     For KL the model ``Lam = W @ H`` is only ever needed through ``M / Lam``
@@ -327,19 +327,26 @@ def _kl_frame_blocks(M, mu, eps, numerator):
 
     Element-wise operations are those of the unfused expressions
     (``maximum``, ``divide``, ``log`` in the data's dtype); only the order
-    in which products and sums accumulate differs (rounding).
+    in which products and sums accumulate differs (rounding). A block
+    holds at most ``max_frames`` frames (None: no bound but ``_BLOCK``).
     """
-    with np.errstate(divide="ignore", invalid="ignore"):
-        const = float(np.where(M > 0, M * np.log(M), 0.0).sum(dtype=np.float64)) - float(M.sum(dtype=np.float64))
     n_features, n_frames = M.shape
-    width = max(1, min(n_frames, _BLOCK // max(n_features, 1)))
+    width = max(1, min(n_frames, _BLOCK // max(n_features, 1), max_frames or n_frames))
     blocks = [slice(start, min(start + width, n_frames)) for start in range(0, n_frames, width)]
     # Scratch in M's layout, so that element-wise work on a block runs over
-    # memory in one order.
-    order = "F" if M.flags.f_contiguous else "C"
+    # memory in one order: frames-major whenever each frame is contiguous
+    # (also a column slice of an estimator's X, used where it lies).
+    order = "F" if M.flags.f_contiguous or (M.strides[0] == M.itemsize and n_features > 1) else "C"
     dtype = numerator.dtype
     scratch = np.empty((n_features, width), dtype=dtype, order=order)
     ratio = np.empty_like(scratch)
+    # sum(M log M - M), block by block (no data-size temporary).
+    const = 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for c in blocks:
+            M_c = M[:, c]
+            const += float(np.where(M_c > 0, M_c * np.log(M_c), 0.0).sum(dtype=np.float64))
+            const -= float(M_c.sum(dtype=np.float64))
 
     def model_block(W, H, c):
         Lam = scratch[:, : c.stop - c.start]
@@ -620,7 +627,8 @@ def fit_sparse_nmf(
         Objective after each iteration (index 0 is the starting point).
     """
     if batch_size is not None and batch_size < M.shape[1]:
-        solver = _fit_sparse_nmf_chunked
+        # numpy KL has its own passes (two per iteration, in cache, no copy of M).
+        solver = _fit_kl_in_place if beta == 1 and is_numpy(get_namespace(M, W)) else _fit_sparse_nmf_chunked
         extra = {"batch_size": batch_size}
     else:
         solver, extra = _fit_sparse_nmf_one_shot, {}
@@ -787,6 +795,59 @@ def _fit_sparse_nmf_chunked(M, state, *, beta, mu, max_iter, tol, update_W, verb
                 W = accepted
         else:
             loss = total_objective(W)
+        state.update(W=W, loss_curve=loss_curve + [loss])
+        loss_curve = state["loss_curve"]
+        _report(verbose, n_iter, loss, start)
+        if tol > 0 and (previous - loss) <= tol * abs(loss):
+            break
+
+
+def _fit_kl_in_place(M, state, *, beta, mu, max_iter, tol, update_W, verbose, max_halvings, batch_size):
+    """:func:`_fit_sparse_nmf_chunked` for KL (``beta`` = 1) on numpy: the one-shot solver's passes, ``H`` updated in place.
+
+    The model is formed a block of frames at a time (:func:`_kl_frame_blocks`,
+    M used in its own layout, no copy), so no intermediate grows with the
+    data; the activation numerators ``W.T @ (M / Lam)`` left by each
+    objective pass live in a :func:`~.chunks.frame_buffer` like ``H`` (a
+    temporary file when ``M`` is memory mapped). An iteration is two passes
+    over the data (basis gradient, objective of the proposal) instead of
+    three, each in cache. ``H`` is updated ``batch_size`` frames at a time,
+    each an MM step per frame, so an interrupt leaves a consistent state.
+    """
+    W, H = state["W"], state["H"]
+    eps = eps_for(M.dtype)
+    n_frames = M.shape[1]
+    chunks = frame_chunks(n_frames, batch_size)
+    dtype = np.result_type(M, W, H)
+    numerator = frame_buffer(n_frames, W.shape[1], dtype, like=M)
+    kl_gradient, kl_objective = _kl_frame_blocks(M, mu, eps, numerator, max_frames=batch_size)
+    # Every objective pass writes the numerators of the point it evaluated;
+    # the iteration ends at the last point evaluated (see the one-shot solver).
+    loss = kl_objective(W, H)
+    loss_curve = state["loss_curve"] = [loss]
+    start = time.perf_counter()
+    for n_iter in range(1, max_iter + 1):
+        W_colsum = np.sum(W, axis=0)
+        for c in chunks:
+            # From the numerators of (W, H): M is not read.
+            H[:, c] = update_activations(
+                M[:, c], W, H[:, c], 1.0, mu, W_colsum=W_colsum, numerator=numerator[:, c]
+            )
+        previous = loss
+        if update_W:
+            neg, pos = kl_gradient(W, H)
+
+            def propose(step):
+                W_new = aa.astype(normalized_bases_step(W, neg, pos, eps, step=step), W.dtype, np)
+                return W_new, kl_objective(W_new, H)
+
+            accepted, loss, _ = halving_step(propose, previous, max_halvings=max_halvings)
+            if accepted is None:
+                loss = kl_objective(W, H)
+            else:
+                W = accepted
+        else:
+            loss = kl_objective(W, H)
         state.update(W=W, loss_curve=loss_curve + [loss])
         loss_curve = state["loss_curve"]
         _report(verbose, n_iter, loss, start)
