@@ -536,7 +536,7 @@ def main(argv=None):
                              "no with --quick)")
     parser.add_argument("--json", help="write the measurements as JSON here")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=4096)
+    parser.add_argument("--batch-size", type=int, default=1024, help="frames per chunk (DeepNMF's default)")
     parser.add_argument("--threads", type=int, default=None,
                         help="BLAS / torch threads for every contender (and OMP / OPENBLAS / MKL_NUM_THREADS "
                              "of every fresh process)")

@@ -188,7 +188,7 @@ class PhysicsAwareDeepNMF(DeepNMF):
         hankel_size=None,
         context_layers=None,
         reconstruction_penalty=0.0,
-        batch_size=4096,
+        batch_size=1024,
         n_jobs=None,
         random_state=None,
         verbose=0,
