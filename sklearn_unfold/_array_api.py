@@ -107,6 +107,13 @@ def ceil_(x, high, xp):
     return xp.clip(x, max=high)
 
 
+def row_dots(A, B, xp):
+    """``sum(A * B, axis=1)`` for 2-D arrays (einsum on numpy: no temporary)."""
+    if is_numpy(xp):
+        return np.einsum("rn,rn->r", A, B)
+    return xp.sum(A * B, axis=1)
+
+
 def column_dots(A, B, xp):
     """``sum(A * B, axis=0)`` for 2-D arrays (einsum on numpy: no temporary)."""
     if is_numpy(xp):

@@ -76,27 +76,35 @@ def layer_backward(M, W, cache, Gp, Gm, beta, exponent=1.0, *, need_input_grad=T
         ratio = aa.floor_(ratio, eps, xp)
         ratio_pow = ratio**exponent
         a = (exponent * ratio_pow / ratio) * H / Q
-    c = a * ratio
     MLb2, MLb3, Lb1, Lb2 = _lambda_powers(M, Lam, beta)
     kB, kC = abs(beta - 2.0), abs(beta - 1.0)
+    # For beta = 1, G c is only summed over frames: sum(G a ratio), no c needed.
+    c = None if Lb1 is None and not kC else a * ratio
 
     def parts(G):
         """The Jacobian pieces applied to one non-negative G (diagonal groups apart)."""
         Ga = G * a
-        out = {"D": MLb2 @ Ga.T}
+        out = {"D": MLb2 @ Ga.T, "Ga": Ga}
         if need_input_grad:
             out["A"] = G * ratio_pow
         if kB:
-            U = MLb3 * (W @ Ga)
-            U *= kB
+            U = W @ Ga
+            U *= MLb3
+            if kB != 1:
+                U *= kB
             out["E"] = U @ H.T
             if need_input_grad:
                 out["B"] = W.T @ U
+        if c is None:
+            out["F"] = xp.broadcast_to(aa.row_dots(Ga, ratio, xp), W.shape)
+            return out
         Gc = G * c
         out["F"] = xp.broadcast_to(xp.sum(Gc, axis=1), W.shape) if Lb1 is None else Lb1 @ Gc.T
         if kC:
-            V = Lb2 * (W @ Gc)
-            V *= kC
+            V = W @ Gc
+            V *= Lb2
+            if kC != 1:
+                V *= kC
             out["G"] = V @ H.T
             if need_input_grad:
                 out["C"] = W.T @ V
@@ -122,8 +130,11 @@ def layer_backward(M, W, cache, Gp, Gm, beta, exponent=1.0, *, need_input_grad=T
         diagonal = W * (Lb2 @ ((Gp + Gm) * c * H).T)
         diagonal *= kC
     elif beta < 2:
-        diagonal = W * (MLb3 @ ((Gp + Gm) * a * H).T)
-        diagonal *= kB
+        GaH = pp["Ga"] + pm["Ga"]  # (Gp + Gm) a
+        GaH *= H
+        diagonal = W * (MLb3 @ GaH.T)
+        if kB != 1:
+            diagonal *= kB
     else:
         diagonal = None
 
@@ -189,9 +200,12 @@ def wiener_backward(M, sources, W, H, source_slices, weights, beta):
     _, Lam, masks = wiener_masks(W, H, source_slices)
     n_sources = len(source_slices)
     if is_numpy(xp):
-        R = np.zeros_like(Lam)
         with np.errstate(over="ignore"):
-            np.divide(M, Lam, out=R, where=Lam > 0)
+            if Lam.size == 0 or Lam.min() > 0:
+                R = M / Lam
+            else:
+                R = np.zeros_like(Lam)
+                np.divide(M, Lam, out=R, where=Lam > 0)
     else:
         positive = Lam > 0
         R = xp.where(positive, M / xp.where(positive, Lam, scalar(1.0, Lam, xp)), scalar(0.0, Lam, xp))
@@ -226,8 +240,13 @@ def wiener_backward(M, sources, W, H, source_slices, weights, beta):
             continue
         pos *= R
         neg *= R
-        dHp[sl, :] = W[:, sl].T @ pos
-        dHm[sl, :] = W[:, sl].T @ neg
+        if is_numpy(xp):
+            # Straight into the row blocks (C-ordered): no temporary and copy.
+            np.matmul(W[:, sl].T, pos, out=dHp[sl, :])
+            np.matmul(W[:, sl].T, neg, out=dHm[sl, :])
+        else:
+            dHp[sl, :] = W[:, sl].T @ pos
+            dHm[sl, :] = W[:, sl].T @ neg
         dWp[:, sl] = pos @ H[sl, :].T
         dWm[:, sl] = neg @ H[sl, :].T
     return loss, (dWp, dWm), (dHp, dHm)

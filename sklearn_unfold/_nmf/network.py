@@ -151,10 +151,13 @@ def wiener_masks(W, H, source_slices):
     positive = None
     equal = 1.0 / len(Lams)
     if is_numpy(xp):
-        Lam = np.add.reduce(Lams) if len(Lams) > 1 else Lams[0].copy()
-        positive = Lam > 0
-        if positive.all():
+        # Summed pairwise in place (add.reduce of a list would stack a copy first).
+        Lam = Lams[0] + Lams[1] if len(Lams) > 1 else Lams[0].copy()
+        for Lam_l in Lams[2:]:
+            Lam += Lam_l
+        if Lam.size == 0 or Lam.min() > 0:
             return Lams, Lam, [Lam_l / Lam for Lam_l in Lams]
+        positive = Lam > 0
         masks = [np.divide(Lam_l, Lam, out=np.full_like(Lam, equal), where=positive) for Lam_l in Lams]
         return Lams, Lam, masks
     # Elsewhere the test above would wait for the device: always take the guarded form.
